@@ -1,0 +1,39 @@
+"""Process-wide objects shared by every page and every browser tab.
+
+    runner = get_runner()        # one Runner per server process (st.cache_resource)
+    store = runner.store
+
+The runs folder comes from $TRAINLIB_RUNS_DIR (default ./runs), the same one the CLI uses.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from trainlib.data import mirrors_reachable
+from trainlib.runner import Runner
+from trainlib.store import default_runs_dir
+
+WORKERS_ENV = "TRAINLIB_WORKERS"
+# Keys of st.session_state that carry a hand-off from one page to another.
+PREFILL_SPEC = "prefill_spec"          # dict of ScenarioSpec fields: "clone and edit", lr finder result
+SELECTED_RUN = "selected_run"          # run_id shown by the run detail page
+
+
+@st.cache_resource(show_spinner=False)
+def _runner_for(runs_dir: str, workers: int | None) -> Runner:
+    # Created once per server process; its constructor marks runs a dead process left behind
+    # as interrupted, so a restarted server shows them resumable.
+    return Runner(runs_dir, workers=workers)
+
+
+def get_runner() -> Runner:
+    workers = os.environ.get(WORKERS_ENV)
+    return _runner_for(str(default_runs_dir().resolve()), int(workers) if workers else None)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def online() -> bool:
+    """Whether the dataset mirrors answer (cached five minutes)."""
+    return mirrors_reachable()

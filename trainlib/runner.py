@@ -1,0 +1,197 @@
+"""The runner: a queue of runs and worker threads that train them, without any UI.
+
+    runner = Runner(runs_dir="runs")             # 1 worker on a CPU, 4 on a GPU by default
+    ids = runner.submit_many(specs, sweep="regularization")
+    runner.stop(ids[0]); runner.cancel(ids[3]); runner.resume(some_interrupted_id)
+    runner.wait(ids)                             # block until they end (CLI, benchmark, tests)
+    runner.snapshot()                            # {run_id: {'state', 'epoch', 'epochs', ...}} for polling
+
+Each run gets a fresh scenario built in its worker thread. A run that fails is recorded as failed
+with its error and the other runs go on. Workers never touch the UI: the run folder is the channel.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .loop import train
+from .scenario import create_scenario
+from .spec import ScenarioSpec
+from .store import RunStore, now_iso, update_status
+
+log = logging.getLogger("trainlib")
+FINAL_STATES = ("finished", "stopped", "failed", "diverged", "interrupted")
+
+
+def default_workers() -> int:
+    # Several runs share a GPU well (each is bound by kernel-launch overhead, not FLOPs);
+    # on a small CPU, concurrent runs only fight over the cores.
+    return 4 if torch.cuda.is_available() else 1
+
+
+@dataclass
+class RunHandle:
+    run_id: str
+    spec: ScenarioSpec
+    resume: bool = False
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    state: str = "queued"
+    epoch: int = 0
+    started: float | None = None          # time.monotonic() at start
+    last_record: dict | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Runner:
+    def __init__(self, runs_dir: str | Path | None = None, workers: int | None = None,
+                 on_epoch: Callable[[str, dict], None] | None = None):
+        self.store = RunStore(runs_dir)
+        self.workers = workers or default_workers()
+        self.on_epoch = on_epoch
+        self._queue: queue.Queue[RunHandle | None] = queue.Queue()
+        self._handles: dict[str, RunHandle] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        # Runs a dead process left queued or running cannot finish any more: say so now.
+        self.interrupted_at_start = self.store.mark_interrupted()
+
+    # ------------------------------------------------------------------ submitting
+    def submit(self, spec: ScenarioSpec, sweep: str | None = None) -> str:
+        folder = self.store.new_run(spec, sweep=sweep)
+        return self._enqueue(RunHandle(folder.name, spec))
+
+    def submit_many(self, specs: list[ScenarioSpec], sweep: str | None = None) -> list[str]:
+        return [self.submit(spec, sweep) for spec in specs]
+
+    def resume(self, run_id: str) -> str:
+        """Queue an interrupted or stopped run again; it continues from its best checkpoint."""
+        status = self.store.read_run(run_id)["status"]
+        if status["state"] in ("queued", "running") and run_id in self._handles:
+            raise ValueError(f"run {run_id} is already {status['state']}")
+        spec = self.store.read_spec(run_id)
+        has_checkpoint = (self.store.folder(run_id) / "checkpoint_best.pth").exists()
+        update_status(self.store.folder(run_id), state="queued", error=None, ended_at=None)
+        return self._enqueue(RunHandle(run_id, spec, resume=has_checkpoint))
+
+    def _enqueue(self, handle: RunHandle) -> str:
+        with self._lock:
+            self._handles[handle.run_id] = handle
+            self._start_workers()
+        self._queue.put(handle)
+        return handle.run_id
+
+    def _start_workers(self) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        while len(self._threads) < self.workers:
+            thread = threading.Thread(target=self._work, name=f"trainlib-worker-{len(self._threads)}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, run_id: str) -> bool:
+        """Take a queued run out of the queue (recorded as stopped before it started)."""
+        handle = self._handles.get(run_id)
+        if handle is None or handle.state != "queued":
+            return False
+        handle.stop_event.set()
+        handle.state = "stopped"
+        update_status(self.store.folder(run_id), state="stopped", ended_at=now_iso(),
+                      error="cancelled before it started")
+        handle.done.set()
+        return True
+
+    def stop(self, run_id: str) -> bool:
+        """Stop a running run between two batches (recorded as stopped); cancel it if still queued."""
+        handle = self._handles.get(run_id)
+        if handle is None:
+            return False
+        if handle.state == "queued":
+            return self.cancel(run_id)
+        if handle.state != "running":
+            return False
+        handle.stop_event.set()
+        return True
+
+    def stop_all(self) -> None:
+        for run_id in list(self._handles):
+            self.stop(run_id)
+
+    # ------------------------------------------------------------------ observing
+    def live_ids(self) -> set[str]:
+        return {h.run_id for h in self._handles.values() if h.state in ("queued", "running")}
+
+    def busy(self) -> bool:
+        return bool(self.live_ids())
+
+    def snapshot(self) -> dict[str, dict]:
+        """In-memory progress of this runner's runs (cheap enough to poll every second)."""
+        out = {}
+        for handle in list(self._handles.values()):
+            elapsed = time.monotonic() - handle.started if handle.started and handle.state == "running" else None
+            out[handle.run_id] = {"name": handle.spec.name, "state": handle.state, "epoch": handle.epoch,
+                                  "epochs": handle.spec.epochs, "elapsed": elapsed,
+                                  "last": dict(handle.last_record) if handle.last_record else None}
+        return out
+
+    def wait(self, run_ids: list[str] | None = None, timeout: float | None = None) -> bool:
+        """Block until the runs (default: all submitted) have ended; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for run_id in run_ids or list(self._handles):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._handles[run_id].done.wait(remaining):
+                return False
+        return True
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop everything and let the workers exit."""
+        self.stop_all()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    # ------------------------------------------------------------------ the worker
+    def _work(self) -> None:
+        # Its own CUDA stream per worker, so runs of a sweep overlap on one GPU.
+        stream = torch.cuda.Stream() if torch.cuda.is_available() else None
+        while True:
+            handle = self._queue.get()
+            if handle is None:
+                return
+            if handle.stop_event.is_set():      # cancelled while queued
+                handle.done.set()
+                continue
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                self._run(handle)
+            if stream is not None:
+                stream.synchronize()
+
+    def _run(self, handle: RunHandle) -> None:
+        folder = self.store.folder(handle.run_id)
+        handle.state, handle.started = "running", time.monotonic()
+        update_status(folder, state="running", started_at=now_iso())
+
+        def on_epoch(record: dict) -> None:
+            handle.epoch, handle.last_record = record["epoch"], record
+            if self.on_epoch:
+                self.on_epoch(handle.run_id, record)
+
+        try:
+            S = create_scenario(handle.spec, log_folder=folder)
+            history = train(S, on_epoch=on_epoch, should_stop=handle.stop_event.is_set, resume=handle.resume)
+            handle.state = history.state
+        except Exception as exc:   # building the scenario failed (missing data, bad combination...)
+            handle.state = "failed"
+            update_status(folder, state="failed", error=f"{type(exc).__name__}: {exc}", ended_at=now_iso())
+            log.warning("run %s failed before training: %s", handle.run_id, exc)
+        finally:
+            handle.done.set()

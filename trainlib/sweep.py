@@ -1,0 +1,101 @@
+"""Sweeps: many specs from one base.
+
+    grid(base, lr=[1e-2, 1e-3], dropout=[0.0, 0.2])          # 4 specs, the cartesian product
+    variants(base, {"baseline": {}, "l2": {"weight_decay": 1e-5}})   # 2 specs, named by hand
+    parse_variant("l2:weight_decay=1e-5")  -> ("l2", {"weight_decay": 1e-5})
+
+Every spec gets a name saying what differs from the base, and a tag naming the sweep.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Mapping
+
+from .spec import ScenarioSpec, SpecError, field_names, parse_value
+
+# Short labels keep legends readable on a projector ("lr=0.01 wd=1e-05", not the field names).
+SHORT_NAMES = {"weight_decay": "wd", "batch_size": "bs", "batchnorm": "bn", "dropout": "dropout",
+               "early_stopping_patience": "patience", "hidden_sizes": "hidden"}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def describe_changes(changes: Mapping[str, Any]) -> str:
+    """'lr=0.01 wd=1e-05' for {'lr': 0.01, 'weight_decay': 1e-5}; 'base' when nothing changes."""
+    parts = [f"{SHORT_NAMES.get(k, k)}={format_value(v)}" for k, v in changes.items() if k not in ("name", "tags")]
+    return " ".join(parts) or "base"
+
+
+def _with_changes(base: ScenarioSpec, name: str, changes: Mapping[str, Any], sweep: str | None) -> ScenarioSpec:
+    tags = tuple(base.tags) + ((sweep,) if sweep and sweep not in base.tags else ())
+    return base.replace(**dict(changes), name=name, tags=list(tags))
+
+
+def grid(base: ScenarioSpec, sweep: str | None = None, **axes: Iterable[Any]) -> list[ScenarioSpec]:
+    """The cartesian product of the axes over `base`, in axis order (first axis varies slowest)."""
+    names = field_names()
+    values: dict[str, list[Any]] = {}
+    for axis, options in axes.items():
+        if axis not in names or axis == "name":
+            raise SpecError(axis, f"cannot vary this; allowed: {', '.join(n for n in names if n != 'name')}")
+        values[axis] = list(options)
+        if not values[axis]:
+            raise SpecError(axis, "needs at least one value to vary over")
+    specs = []
+    for combo in itertools.product(*values.values()):
+        changes = dict(zip(values.keys(), combo))
+        specs.append(_with_changes(base, describe_changes(changes), changes, sweep))
+    _check_unique_names(specs)
+    return specs
+
+
+def variants(base: ScenarioSpec, named: Mapping[str, Mapping[str, Any]], sweep: str | None = None) -> list[ScenarioSpec]:
+    """One spec per named override set: the course's baseline / L2 / dropout / BatchNorm comparison."""
+    if not named:
+        raise SpecError("variants", "give at least one variant")
+    specs = [_with_changes(base, name or describe_changes(changes), changes, sweep) for name, changes in named.items()]
+    _check_unique_names(specs)
+    return specs
+
+
+def _check_unique_names(specs: list[ScenarioSpec]) -> None:
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise SpecError("name", f"two scenarios would both be called {spec.name!r}; give variants distinct names")
+        seen.add(spec.name)
+
+
+def parse_vary(text: str) -> tuple[str, list[Any]]:
+    """'lr=1e-2,1e-3' -> ('lr', [0.01, 0.001]). Tuple fields take ';' between options: hidden_sizes=256,256;512."""
+    field_name, sep, raw = text.partition("=")
+    field_name = field_name.strip().replace("-", "_")
+    if not sep or not raw.strip():
+        raise SpecError("vary", f"expected FIELD=v1,v2,... got {text!r}")
+    from .spec import field_kind
+    splitter = ";" if field_kind(field_name).endswith("tuple") else ","
+    return field_name, [parse_value(field_name, piece) for piece in raw.split(splitter) if piece.strip()]
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """'l2:weight_decay=1e-5,epochs=3' -> ('l2', {'weight_decay': 1e-5, 'epochs': 3}); 'baseline:' has no changes."""
+    name, sep, raw = text.partition(":")
+    name = name.strip()
+    if not sep or not name:
+        raise SpecError("variant", f"expected NAME:FIELD=V,FIELD=V (or NAME: for the base), got {text!r}")
+    changes: dict[str, Any] = {}
+    for piece in (p for p in raw.split(",") if p.strip()):
+        field_name, eq, value = piece.partition("=")
+        field_name = field_name.strip().replace("-", "_")
+        if not eq:
+            raise SpecError("variant", f"expected FIELD=VALUE in {text!r}, got {piece!r}")
+        changes[field_name] = parse_value(field_name, value)
+    return name, changes
