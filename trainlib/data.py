@@ -270,15 +270,32 @@ class DeviceLoader:
                 yield self.transform(self.x[idx]), self.y[idx]
 
 
+class _EpochPermutation(torch.utils.data.Sampler):
+    """DeviceLoader.epoch_order on the host: a fresh torch.randperm(n, generator) each epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
 class HostLoader:
     """The plain path (resident_data=False): torch's DataLoader over CPU tensors, moved per batch."""
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
                  device: torch.device, transform: Callable[[torch.Tensor], torch.Tensor] = prepare_inputs):
         from torch.utils.data import DataLoader, TensorDataset
-        generator = torch.Generator().manual_seed(seed)
-        self.loader = DataLoader(TensorDataset(split.x, split.y), batch_size=batch_size, shuffle=shuffle,
-                                 drop_last=drop_last, generator=generator,
+        # Same order as DeviceLoader for the same seed: one randperm per epoch from a seeded generator.
+        # (RandomSampler draws a second randperm per epoch, and DataLoader draws its worker base seed
+        # from the generator it is given, so neither may share this one.)
+        sampler = _EpochPermutation(len(split), seed) if shuffle else None
+        self.loader = DataLoader(TensorDataset(split.x, split.y), batch_size=batch_size, sampler=sampler,
+                                 drop_last=drop_last, generator=torch.Generator().manual_seed(seed),
                                  pin_memory=device.type == "cuda")
         self.device = device
         self.transform = transform

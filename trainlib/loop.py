@@ -113,6 +113,18 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
 
 
+def step_scheduler(S: Scenario) -> None:
+    """scheduler.step(), keeping a graphed optimizer's lr the very tensor its graph reads."""
+    S.scheduler.step()
+    lr_tensor = S.extras.get("lr_tensor")
+    if lr_tensor is None:
+        return
+    for group in S.optimizer.param_groups:
+        if group["lr"] is not lr_tensor:      # a scheduler that assigns floats instead of filling in place
+            lr_tensor.fill_(float(group["lr"]))
+            group["lr"] = lr_tensor
+
+
 # ----------------------------------------------------------------------------- steppers
 class EagerStepper:
     """One optimisation step per batch, in plain PyTorch."""
@@ -135,7 +147,7 @@ class EagerStepper:
 
     def after_step(self) -> None:
         if self.S.scheduler_per_batch:
-            self.S.scheduler.step()
+            step_scheduler(self.S)
 
     def run_epoch(self, should_stop: ShouldStop) -> int:
         """Train one epoch; returns the number of samples seen (metrics stay on the device)."""
@@ -197,8 +209,9 @@ class GraphStepper(EagerStepper):
         torch.cuda.current_stream(S.device).wait_stream(side)
         S.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        # thread_local: other runs of the sweep keep training in their own threads during capture
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        # Its own capture stream (torch's default one is shared by every thread) and thread_local
+        # errors: the other runs of a sweep keep training in their threads during this capture.
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             self._graph_body()
         self.graph = graph
 
@@ -259,7 +272,7 @@ def fit(S: Scenario, should_stop: ShouldStop = None, start_epoch: int = 1) -> It
         train_loss /= max(seen, 1)
         val_loss, val_acc = evaluate(S, S.valid_loader)
         if S.scheduler is not None and not S.scheduler_per_batch:
-            S.scheduler.step()
+            step_scheduler(S)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise Diverged(epoch, train_loss if not math.isfinite(train_loss) else val_loss)
         seconds = time.perf_counter() - started

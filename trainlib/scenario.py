@@ -150,8 +150,11 @@ def create_scenario(spec: ScenarioSpec | dict | None = None, log_folder: str | P
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(spec, model, graphed=not reason)
     scheduler, per_batch = build_scheduler(spec, optimizer, len(train_loader))
+    lr = optimizer.param_groups[0]["lr"]
+    extras = {"lr_tensor": lr} if isinstance(lr, torch.Tensor) else {}
     return Scenario(spec=spec, model=model, loss_fn=build_loss(loss_name), optimizer=optimizer,
                     scheduler=scheduler, scheduler_per_batch=per_batch, train_loader=train_loader,
                     valid_loader=valid_loader, test_loader=test_loader, device=device, epochs=spec.epochs,
                     batch_size=spec.batch_size, log_folder=Path(log_folder) if log_folder else None,
-                    data=bundle, task=bundle.task, loss_name=loss_name, graph_reason=reason)
+                    data=bundle, task=bundle.task, loss_name=loss_name, graph_reason=reason,
+                    extras=extras)
