@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 class ProgressBar:
     """One line per run on stderr, redrawn after each epoch."""
 
-    def __init__(self, stream=sys.stderr, width: int = 24):
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 24):
+        self.stream = stream or sys.stderr      # looked up now, not at import: redirect_stderr/capsys apply
         self.width = width
         self.started = time.monotonic()
 

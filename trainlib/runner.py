@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from .store import RunStore, now_iso, update_status
 
 log = logging.getLogger("trainlib")
 FINAL_STATES = ("finished", "stopped", "failed", "diverged", "interrupted")
+_RUNNERS: "weakref.WeakSet[Runner]" = weakref.WeakSet()     # every Runner alive in this process
 
 
 def default_workers() -> int:
@@ -60,8 +62,11 @@ class Runner:
         self._handles: dict[str, RunHandle] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        # Runs a dead process left queued or running cannot finish any more: say so now.
-        self.interrupted_at_start = self.store.mark_interrupted()
+        # Runs a dead process left queued or running cannot finish any more: say so now. Runs that
+        # another Runner of this same process is handling are alive, not interrupted.
+        live_here = set().union(*(runner.live_ids() for runner in list(_RUNNERS)))
+        self.interrupted_at_start = self.store.mark_interrupted(live_run_ids=live_here)
+        _RUNNERS.add(self)
 
     # ------------------------------------------------------------------ submitting
     def submit(self, spec: ScenarioSpec, sweep: str | None = None) -> str:
@@ -99,10 +104,11 @@ class Runner:
     def cancel(self, run_id: str) -> bool:
         """Take a queued run out of the queue (recorded as stopped before it started)."""
         handle = self._handles.get(run_id)
-        if handle is None or handle.state != "queued":
-            return False
-        handle.stop_event.set()
-        handle.state = "stopped"
+        with self._lock:       # one decision with a worker taking it off the queue right now (see _run)
+            if handle is None or handle.state != "queued":
+                return False
+            handle.stop_event.set()
+            handle.state = "stopped"
         update_status(self.store.folder(run_id), state="stopped", ended_at=now_iso(),
                       error="cancelled before it started")
         handle.done.set()
@@ -176,8 +182,11 @@ class Runner:
                 stream.synchronize()
 
     def _run(self, handle: RunHandle) -> None:
+        with self._lock:
+            if handle.state != "queued":      # cancelled after _work checked its stop_event: never start it
+                return
+            handle.state, handle.started = "running", time.monotonic()
         folder = self.store.folder(handle.run_id)
-        handle.state, handle.started = "running", time.monotonic()
         update_status(folder, state="running", started_at=now_iso())
 
         def on_epoch(record: dict) -> None:

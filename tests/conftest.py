@@ -1,0 +1,48 @@
+"""Shared fixtures: every test runs offline, on the CPU, with its own runs folder.
+
+    def test_x(tiny_spec, runs_dir): spec = tiny_spec(epochs=3); ...
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:          # `pytest` as well as `python -m pytest` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _offline_with_tmp_runs(tmp_path, monkeypatch):
+    """No test may reach the network or write into the repository's runs/ folder."""
+    monkeypatch.setenv("TRAINLIB_OFFLINE", "1")
+    monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(tmp_path / "runs"))
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    """The folder TRAINLIB_RUNS_DIR points at in this test."""
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """torchvision's MNIST download fails at once (a closed local port) instead of trying the internet."""
+    from torchvision import datasets
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+
+
+@pytest.fixture
+def tiny_spec():
+    """A factory of specs that train in a fraction of a second on a CPU (moons, 256 samples, 16 units)."""
+    from trainlib import ScenarioSpec
+
+    def make(**changes):
+        fields = dict(name="tiny", dataset="moons", train_subset=256, hidden_sizes=(16,), epochs=2,
+                      batch_size=32, lr=1e-2, device="cpu")
+        fields.update(changes)
+        return ScenarioSpec(**fields)
+
+    return make

@@ -1,0 +1,214 @@
+"""The run store: folder contents, listings, corrupt folders, atomic writes, interrupted runs, TensorBoard."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from trainlib import RunStore, create_scenario, list_runs, load_run, train
+from trainlib.loop import METRIC_COLUMNS
+from trainlib.store import CHECKPOINT, read_json, update_status, write_atomic, write_json
+
+
+def train_into_store(store: RunStore, spec, sweep=None):
+    folder = store.new_run(spec, sweep=sweep)
+    history = train(create_scenario(spec, log_folder=folder))
+    return folder, history
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_new_run_is_queued_with_its_scenario(tiny_spec, runs_dir):
+    store = RunStore()
+    assert store.root == runs_dir                  # $TRAINLIB_RUNS_DIR
+    spec = tiny_spec(name="my run/1")
+    folder = store.new_run(spec, sweep="s1")
+    assert folder.parent == runs_dir and "/" not in folder.name and "my-run-1" in folder.name
+    assert read_json(folder / "scenario.json") == spec.to_dict()
+    status = read_json(folder / "status.json")
+    assert status["state"] == "queued" and status["sweep"] == "s1" and status["epoch"] == 0
+    assert status["epochs"] == spec.epochs and status["pid"] == os.getpid()
+
+
+def test_run_folder_after_training(tiny_spec):
+    store = RunStore()
+    spec = tiny_spec(epochs=3)
+    folder, history = train_into_store(store, spec)
+    names = {p.name for p in folder.iterdir()}
+    assert {"scenario.json", "status.json", "metrics.csv", "summary.json", CHECKPOINT} <= names
+    assert any(n.startswith("events.out.tfevents.") for n in names)
+    assert leftovers(folder) == []
+    assert read_json(folder / "scenario.json") == spec.to_dict()
+    status = read_json(folder / "status.json")
+    assert status["state"] == "finished" and status["error"] is None
+    assert status["epoch"] == status["epochs"] == 3
+    assert status["ended_at"] and status["started_at"] and status["engine"].startswith("eager (")
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert list(metrics.columns) == METRIC_COLUMNS and metrics["epoch"].tolist() == [1, 2, 3]
+    assert metrics["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in history.records])
+    summary = read_json(folder / "summary.json")
+    assert 0 <= summary["test_acc"] <= 1 and summary["test_acc"] == pytest.approx(history.test_acc)
+    assert summary["state"] == "finished" and summary["epochs_run"] == 3
+    checkpoint = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == summary["best_epoch"]
+
+
+def test_failed_and_diverged_runs_say_so_in_their_folder(tiny_spec):
+    store = RunStore()
+    folder, _ = train_into_store(store, tiny_spec(dataset="sine", optimizer="sgd", lr=1e6))
+    status = read_json(folder / "status.json")
+    assert status["state"] == "diverged" and "epoch 1" in status["error"]
+    # NaN never reaches the JSON files (they stay strict JSON)
+    json.loads((folder / "summary.json").read_text())
+    folder = store.new_run(tiny_spec())
+    S = create_scenario(tiny_spec(), log_folder=folder)
+    S.train_loader = [(torch.randn(2, 5), torch.zeros(2))]
+    train(S)
+    status = read_json(folder / "status.json")
+    assert status["state"] == "failed" and status["error"].startswith("RuntimeError")
+
+
+def test_list_runs_and_load_run(tiny_spec, runs_dir):
+    store = RunStore()
+    a, _ = train_into_store(store, tiny_spec(name="a", epochs=2), sweep="s")
+    b, _ = train_into_store(store, tiny_spec(name="b", epochs=3, hidden_sizes=(8, 4)), sweep="s")
+    queued = store.new_run(tiny_spec(name="c"))
+    frame = list_runs()                                       # the module function, default folder
+    assert sorted(frame["run_id"]) == sorted([a.name, b.name, queued.name])
+    assert frame.attrs["skipped"] == []
+    rows = frame.set_index("name")
+    assert rows.loc["a", "state"] == "finished" and rows.loc["c", "state"] == "queued"
+    assert rows.loc["b", "epoch"] == 3 and rows.loc["b", "hidden_sizes"] == "8,4"
+    assert rows.loc["a", "sweep"] == "s" and 0 <= rows.loc["a", "test_acc"] <= 1
+    assert pd.isna(rows.loc["c", "test_acc"])
+    assert {"lr", "dataset", "best_val_loss", "engine"} <= set(frame.columns)
+    metrics = load_run(b.name, root=runs_dir)
+    assert metrics["epoch"].tolist() == [1, 2, 3] and list(metrics.columns) == METRIC_COLUMNS
+    empty = load_run(queued.name)
+    assert empty.empty and list(empty.columns) == METRIC_COLUMNS
+    long = store.load_metrics([a.name, b.name])
+    assert len(long) == 5 and list(long.columns[:2]) == ["run_id", "name"]
+    assert long.groupby("name")["epoch"].max().to_dict() == {"a": 2, "b": 3}
+    with pytest.raises(KeyError):
+        load_run("no-such-run")
+    with pytest.raises(KeyError):
+        store.folder("../" + a.name)
+
+
+def test_corrupt_folders_are_skipped_and_reported(tiny_spec, runs_dir):
+    store = RunStore()
+    good = store.new_run(tiny_spec(name="good"))
+    bad_json = store.new_run(tiny_spec(name="badjson"))
+    (bad_json / "status.json").write_text('{"state": "fini')
+    no_status = store.new_run(tiny_spec(name="nostatus"))
+    (no_status / "status.json").unlink()
+    odd_state = store.new_run(tiny_spec(name="oddstate"))
+    update_status(odd_state, state="exploded")
+    not_object = store.new_run(tiny_spec(name="list"))
+    (not_object / "scenario.json").write_text("[1, 2]")
+    (runs_dir / "stray-file.txt").write_text("not a run")
+    (runs_dir / ".hidden").mkdir()
+    frame = store.list_runs()
+    assert frame["run_id"].tolist() == [good.name]
+    skipped = dict(frame.attrs["skipped"])
+    assert set(skipped) == {bad_json.name, no_status.name, odd_state.name, not_object.name}
+    assert "JSONDecodeError" in skipped[bad_json.name]
+    assert "exploded" in skipped[odd_state.name]
+    assert "FileNotFoundError" in skipped[no_status.name]
+    # metrics of an unreadable run are skipped too, never a crash
+    assert store.load_metrics([bad_json.name, "missing"]).empty
+    # nor does marking interrupted runs: the queued runs with a readable status.json are marked
+    assert sorted(store.mark_interrupted()) == sorted([good.name, not_object.name])
+
+
+def test_empty_store_lists_nothing(tmp_path):
+    frame = list_runs(tmp_path / "none-yet")
+    assert frame.empty and frame.attrs["skipped"] == []
+
+
+def test_write_atomic_replaces_the_whole_file_and_leaves_no_temporaries(tmp_path):
+    path = tmp_path / "status.json"
+    write_atomic(path, "x" * 10_000)
+    write_atomic(path, "short")
+    assert path.read_text() == "short"
+    write_json(path, {"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None]}
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_write_keeps_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    write_json(path, {"state": "running", "epoch": 1})
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        write_json(path, {"state": "finished", "epoch": 2})
+    monkeypatch.undo()
+    assert read_json(path) == {"state": "running", "epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_update_status_merges(tmp_path):
+    update_status(tmp_path, state="running", epoch=1)
+    status = update_status(tmp_path, epoch=2)
+    assert status["state"] == "running" and status["epoch"] == 2 and "updated_at" in status
+    assert read_json(tmp_path / "status.json") == status
+
+
+def test_mark_interrupted_only_touches_runs_whose_process_is_gone(tiny_spec):
+    store = RunStore()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = socket.gethostname()
+        orphan = store.new_run(tiny_spec(name="orphan"))
+        update_status(orphan, state="running", pid=dead.pid, host=host)
+        other_terminal = store.new_run(tiny_spec(name="other"))
+        update_status(other_terminal, state="running", pid=alive.pid, host=host)
+        mine = store.new_run(tiny_spec(name="mine"))
+        update_status(mine, state="running", pid=os.getpid(), host=host)
+        done = store.new_run(tiny_spec(name="done"))
+        update_status(done, state="finished", pid=dead.pid, host=host)
+        marked = store.mark_interrupted(live_run_ids={mine.name})
+        assert marked == [orphan.name]
+        status = read_json(orphan / "status.json")
+        assert status["state"] == "interrupted" and "running" in status["error"] and status["ended_at"]
+        assert read_json(other_terminal / "status.json")["state"] == "running"
+        assert read_json(mine / "status.json")["state"] == "running"
+        assert read_json(done / "status.json")["state"] == "finished"
+        # once its process is gone too, the other terminal's run is interrupted as well
+        alive.kill()
+        alive.wait()
+        assert store.mark_interrupted(live_run_ids={mine.name}) == [other_terminal.name]
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_tensorboard_reads_the_scalars_per_epoch(tiny_spec):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    store = RunStore()
+    folder, history = train_into_store(store, tiny_spec(epochs=3))
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/train", "loss/val", "accuracy/train", "accuracy/val", "lr"} <= scalars
+    for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/val", "val_acc")):
+        points = events.Scalars(tag)
+        assert [p.step for p in points] == [1, 2, 3]
+        assert [p.value for p in points] == pytest.approx([r[key] for r in history.records], rel=1e-6)
+    assert "hparam/test_acc" in scalars
+    assert events.Scalars("hparam/test_acc")[-1].value == pytest.approx(history.test_acc, rel=1e-6)

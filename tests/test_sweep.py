@@ -1,0 +1,109 @@
+"""Sweeps: grids and named variants over a base spec, and the --vary / --variant parsers."""
+from __future__ import annotations
+
+import pytest
+
+from trainlib import ScenarioSpec, SpecError, grid, variants
+from trainlib.sweep import parse_variant, parse_vary
+
+COURSE_VARIANTS = {"baseline": {}, "l2": {"weight_decay": 1e-5}, "dropout": {"dropout": 0.2},
+                   "batchnorm": {"batchnorm": True}}
+
+
+def test_grid_2x2_is_the_product_in_axis_order_with_names_saying_what_differs():
+    base = ScenarioSpec(dataset="moons", epochs=3)
+    specs = grid(base, lr=[1e-2, 1e-3], dropout=[0.0, 0.2])
+    assert len(specs) == 4
+    # first axis varies slowest
+    assert [(s.lr, s.dropout) for s in specs] == [(1e-2, 0.0), (1e-2, 0.2), (1e-3, 0.0), (1e-3, 0.2)]
+    assert [s.name for s in specs] == ["lr=0.01 dropout=0", "lr=0.01 dropout=0.2",
+                                       "lr=0.001 dropout=0", "lr=0.001 dropout=0.2"]
+    # everything else is the base's
+    assert all(s.dataset == "moons" and s.epochs == 3 for s in specs)
+
+
+def test_grid_sizes_and_short_labels():
+    base = ScenarioSpec()
+    assert len(grid(base, lr=[1e-2, 1e-3, 1e-4])) == 3
+    assert len(grid(base, lr=[1e-2, 1e-3], batch_size=[32, 64, 128])) == 6
+    specs = grid(base, weight_decay=[1e-5], batchnorm=[True, False], hidden_sizes=[(64, 64)])
+    assert [s.name for s in specs] == ["wd=1e-05 bn=on hidden=64x64", "wd=1e-05 bn=off hidden=64x64"]
+
+
+def test_grid_adds_the_sweep_tag_once_and_keeps_base_tags():
+    base = ScenarioSpec(tags=("course",))
+    specs = grid(base, sweep="reg", lr=[1e-2, 1e-3])
+    assert all(s.tags == ("course", "reg") for s in specs)
+    again = grid(ScenarioSpec(tags=("reg",)), sweep="reg", lr=[1e-2])
+    assert again[0].tags == ("reg",)
+    assert grid(base, lr=[1e-2])[0].tags == ("course",)
+
+
+@pytest.mark.parametrize("axes, field", [
+    ({"learning_rate": [1e-2]}, "learning_rate"),
+    ({"name": ["a", "b"]}, "name"),
+    ({"lr": []}, "lr"),
+    ({"dropout": [0.1, 1.5]}, "dropout"),
+    ({"lr": [1e-2, 1e-2]}, "name"),         # two specs would share a name
+])
+def test_grid_errors_name_the_field(axes, field):
+    with pytest.raises(SpecError) as info:
+        grid(ScenarioSpec(), **axes)
+    assert info.value.field == field
+
+
+def test_the_course_four_variants():
+    base = ScenarioSpec(dataset="mnist", epochs=5)
+    specs = variants(base, COURSE_VARIANTS, sweep="regularization")
+    assert [s.name for s in specs] == ["baseline", "l2", "dropout", "batchnorm"]
+    by_name = {s.name: s for s in specs}
+    assert (by_name["baseline"].weight_decay, by_name["baseline"].dropout, by_name["baseline"].batchnorm) == (
+        0.0, 0.0, False)
+    assert by_name["l2"].weight_decay == 1e-5 and by_name["l2"].dropout == 0.0 and not by_name["l2"].batchnorm
+    assert by_name["dropout"].dropout == 0.2 and by_name["dropout"].weight_decay == 0.0
+    assert by_name["batchnorm"].batchnorm is True and by_name["batchnorm"].dropout == 0.0
+    assert all(s.tags == ("regularization",) and s.dataset == "mnist" and s.epochs == 5 for s in specs)
+
+
+def test_variants_unnamed_get_described_and_duplicates_are_refused():
+    specs = variants(ScenarioSpec(), {"": {"lr": 0.01}})
+    assert specs[0].name == "lr=0.01"
+    with pytest.raises(SpecError) as info:
+        variants(ScenarioSpec(), {"": {"lr": 0.01}, "lr=0.01": {}})
+    assert info.value.field == "name"
+    with pytest.raises(SpecError) as info:
+        variants(ScenarioSpec(), {})
+    assert info.value.field == "variants"
+    with pytest.raises(SpecError) as info:
+        variants(ScenarioSpec(), {"bad": {"dropout": 1.0}})
+    assert info.value.field == "dropout"
+
+
+def test_parse_vary():
+    assert parse_vary("lr=1e-2,1e-3") == ("lr", [0.01, 0.001])
+    assert parse_vary("batch-size=32, 64") == ("batch_size", [32, 64])
+    assert parse_vary("batchnorm=true,false") == ("batchnorm", [True, False])
+    assert parse_vary("hidden_sizes=256,256;512") == ("hidden_sizes", [(256, 256), (512,)])
+
+
+@pytest.mark.parametrize("text, field", [("lr", "vary"), ("lr=", "vary"), ("nofield=1", "nofield"),
+                                         ("lr=abc", "lr"), ("epochs=1,two", "epochs")])
+def test_parse_vary_errors(text, field):
+    with pytest.raises(SpecError) as info:
+        parse_vary(text)
+    assert info.value.field == field
+
+
+def test_parse_variant():
+    assert parse_variant("l2:weight_decay=1e-5,epochs=3") == ("l2", {"weight_decay": 1e-5, "epochs": 3})
+    assert parse_variant("baseline:") == ("baseline", {})
+    assert parse_variant("bn:batchnorm=true") == ("bn", {"batchnorm": True})
+    assert parse_variant(" drop : dropout=0.2 ") == ("drop", {"dropout": 0.2})
+
+
+@pytest.mark.parametrize("text, field", [("l2", "variant"), (":lr=1", "variant"), ("x:lr", "variant"),
+                                         ("x:nofield=1", "nofield"), ("x:epochs=many", "epochs")])
+def test_parse_variant_errors(text, field):
+    with pytest.raises(SpecError) as info:
+        parse_variant(text)
+    assert info.value.field == field
