@@ -81,8 +81,13 @@ def find_lr(S: Scenario, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps
 
 
 def suggest_lr(frame: pd.DataFrame) -> float | None:
-    """The lr where the smoothed loss falls fastest (per log-lr), ignoring the noisy ends."""
+    """The lr where the smoothed loss falls fastest (per log-lr) on its way down to its minimum,
+    ignoring the noisy ends. Past the minimum the loss is blowing up: a fall there is a rebound
+    of a diverging model, never a learning rate to use."""
     usable = frame[frame["smoothed_loss"].map(math.isfinite)]
+    if len(usable) < 10:
+        return None
+    usable = usable.loc[:usable["smoothed_loss"].idxmin()]
     if len(usable) < 10:
         return None
     trimmed = usable.iloc[len(usable) // 10: -max(1, len(usable) // 20)]

@@ -1,0 +1,195 @@
+"""Progress of runs for the Runs page and the sidebar, without streamlit.
+
+    rows = progress_rows(store.list_runs(), runner.snapshot(), metrics, live_ids=runner.live_ids())
+    rows[["name", "state", "epoch", "epochs", "fraction", "elapsed_s", "eta_s", "last_val_acc", "action"]]
+    for title, sweep, group in group_runs(rows): ...       # newest group first
+    progress_text(row)      # 'epoch 2/5 · 0:12 elapsed · about 0:18 left'
+
+Reads the store's rows (every run in the folder, the CLI's included) and adds what only this
+process knows from the runner's snapshot (elapsed time of its own running runs).
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from trainlib.store import ACTIVE_STATES
+
+COLUMNS = ["run_id", "name", "sweep", "state", "epoch", "epochs", "fraction", "elapsed_s", "eta_s",
+           "seconds_per_epoch", "last_val_acc", "created_at", "error", "live", "action"]
+RESUMABLE_STATES = ("interrupted", "stopped")
+STATE_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange",
+                "failed": "red", "diverged": "red", "interrupted": "violet"}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for None / NaN / text."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def seconds_per_epoch(metrics: pd.DataFrame | None) -> float | None:
+    """Mean of metrics.csv's 'seconds' column (train + validation time of one epoch)."""
+    if metrics is None or metrics.empty or "seconds" not in metrics:
+        return None
+    values = pd.to_numeric(metrics["seconds"], errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def action_for(state: str, live: bool) -> str | None:
+    """The one button a run gets: 'stop' (running here), 'cancel' (queued here), 'resume' or None.
+
+    Runs another process owns (a terminal's `python -m trainlib`) cannot be stopped from here.
+    """
+    if live and state == "running":
+        return "stop"
+    if live and state == "queued":
+        return "cancel"
+    if not live and state in RESUMABLE_STATES:
+        return "resume"
+    return None
+
+
+def progress_rows(runs: pd.DataFrame, snapshot: Mapping[str, Mapping[str, Any]] | None = None,
+                  metrics: Mapping[str, pd.DataFrame] | None = None, live_ids: Iterable[str] = (),
+                  now: datetime | None = None) -> pd.DataFrame:
+    """One row per run, newest first: state, epoch k/n, fraction done, elapsed and ETA in seconds,
+    last validation accuracy, and the action its button offers.
+
+    `metrics` maps run_id -> metrics.csv frame for the runs whose ETA and accuracy should come
+    from their epochs (the running ones); other runs fall back to their summary.
+    """
+    snapshot, metrics, live = snapshot or {}, metrics or {}, set(live_ids)
+    now = now or datetime.now(timezone.utc)
+    rows = []
+    for run in ([] if runs is None or runs.empty else runs.to_dict("records")):
+        run_id = run["run_id"]
+        snap = snapshot.get(run_id) or {}
+        state = run.get("state") or snap.get("state") or "queued"
+        epochs = int(_number(run.get("epochs")) or _number(snap.get("epochs")) or 0)
+        epoch = int(max(_number(run.get("epoch")) or 0, _number(snap.get("epoch")) or 0))
+        frame = metrics.get(run_id)
+
+        fraction = 1.0 if state == "finished" else (min(epoch / epochs, 1.0) if epochs else 0.0)
+        started, ended = _parse_time(run.get("started_at")), _parse_time(run.get("ended_at"))
+        elapsed = _number(snap.get("elapsed")) if state == "running" else None
+        if elapsed is None and started is not None and state != "queued":
+            elapsed = max(((ended if ended and state != "running" else now) - started).total_seconds(), 0.0)
+        per_epoch = seconds_per_epoch(frame)
+        if per_epoch is None and elapsed and epoch:
+            per_epoch = elapsed / epoch
+        eta = max(epochs - epoch, 0) * per_epoch if state == "running" and per_epoch is not None else None
+
+        last_acc = None
+        if frame is not None and not frame.empty and "val_acc" in frame:
+            last_acc = _number(frame["val_acc"].iloc[-1])
+        if last_acc is None and snap.get("last"):
+            last_acc = _number(snap["last"].get("val_acc"))
+        if last_acc is None:
+            last_acc = _number(run.get("final_val_acc"))
+
+        is_live = run_id in live
+        rows.append({"run_id": run_id, "name": run.get("name") or snap.get("name") or run_id,
+                     "sweep": run.get("sweep") if isinstance(run.get("sweep"), str) else None,
+                     "state": state, "epoch": epoch, "epochs": epochs, "fraction": fraction,
+                     "elapsed_s": elapsed, "eta_s": eta, "seconds_per_epoch": per_epoch,
+                     "last_val_acc": last_acc, "created_at": run.get("created_at") or "",
+                     "error": run.get("error") if isinstance(run.get("error"), str) else None,
+                     "live": is_live, "action": action_for(state, is_live)})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("sweep", "error", "action"):
+        # object, not pandas' string dtype: a missing value stays None (falsy), never NaN (truthy)
+        frame[column] = pd.Series([row[column] for row in rows], index=frame.index, dtype=object)
+    if frame.empty:
+        return frame
+    # Runs queued within the same millisecond share created_at: this runner's submission order (the
+    # snapshot's order) breaks the tie, then the run id, which starts with the creation time too.
+    submitted = {run_id: i for i, run_id in enumerate(snapshot)}
+    frame["_created"] = frame["created_at"].where(frame["created_at"] != "", frame["run_id"])
+    frame["_submitted"] = frame["run_id"].map(submitted).fillna(-1)
+    frame = frame.sort_values(["_created", "_submitted", "run_id"], ascending=False)
+    return frame.drop(columns=["_created", "_submitted"]).reset_index(drop=True)
+
+
+def any_active(rows: pd.DataFrame) -> bool:
+    """Is any run queued or running (here or in another process)?"""
+    return bool(not rows.empty and rows["state"].isin(ACTIVE_STATES).any())
+
+
+def count_states(rows: pd.DataFrame) -> dict[str, int]:
+    if rows.empty:
+        return {}
+    return {state: int(n) for state, n in rows["state"].value_counts().items()}
+
+
+def group_runs(rows: pd.DataFrame) -> list[tuple[str, str | None, pd.DataFrame]]:
+    """[(title, sweep, rows)]: one group per sweep and one for runs without a sweep, the group with
+    the newest run first. A sweep lists its runs in the order they were queued (the order of the
+    preset or grid); single runs stay newest first."""
+    if rows.empty:
+        return []
+    groups = []
+    # rows are newest first, so groupby(sort=False) meets each group at its newest run.
+    for sweep, group in rows.groupby(rows["sweep"].fillna(""), sort=False):
+        if sweep:
+            groups.append((f"Sweep {sweep}", sweep, group.iloc[::-1]))
+        else:
+            groups.append(("Single runs", None, group))
+    return groups
+
+
+def sweep_finished(group: pd.DataFrame) -> bool:
+    """Every run has ended and at least one finished: worth comparing."""
+    return bool(not group.empty and not group["state"].isin(ACTIVE_STATES).any()
+                and (group["state"] == "finished").any())
+
+
+def summary_text(group: pd.DataFrame) -> str:
+    """'4 runs: 2 finished, 1 running, 1 queued'."""
+    counts = count_states(group)
+    order = ["running", "queued", "finished", "stopped", "interrupted", "diverged", "failed"]
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    n = len(group)
+    return f"{n} run{'s' if n != 1 else ''}: " + ", ".join(parts)
+
+
+def format_duration(seconds: float | None) -> str:
+    """75 -> '1:15', 3725 -> '1:02:05', None -> '–'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_text(row: Mapping[str, Any]) -> str:
+    """The words on a run's progress bar."""
+    parts = [f"epoch {row['epoch']}/{row['epochs']}" if row.get("epochs") else "epoch –"]
+    if row["state"] == "queued":
+        parts.append("waiting for a worker")
+    else:
+        parts.append(f"{format_duration(_number(row.get('elapsed_s')))} elapsed")
+    if row["state"] == "running":
+        eta = _number(row.get("eta_s"))
+        parts.append(f"about {format_duration(eta)} left" if eta is not None else "estimating time left")
+    acc = _number(row.get("last_val_acc"))
+    if acc is not None:
+        parts.append(f"val acc {acc:.1%}")
+    return " · ".join(parts)

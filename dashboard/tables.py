@@ -1,0 +1,176 @@
+"""Tables about runs, as pure functions of DataFrames: what differs, how they ended, which to show.
+
+    runs = store.list_runs()
+    chosen = filter_runs(runs, sweeps=[most_recent_sweep(runs)])
+    differing_params(chosen)                  # ['dropout', 'weight_decay']: what the comparison is about
+    comparison_table(chosen, store.load_metrics(list(chosen["run_id"])))   # one row per run
+
+`runs` frames are RunStore.list_runs() rows (spec fields as columns, tuples joined by ',');
+`metrics` frames are RunStore.load_metrics() long tables (run_id, name, epoch, train_loss, ...).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from trainlib.spec import field_names
+
+SPEC_FIELDS = tuple(field_names())
+# Spec fields that label a run rather than configure it; the name is shown anyway.
+NOT_PARAMS = ("name",)
+RESULT_COLUMNS = ["final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc",
+                  "best_val_loss", "best_epoch", "test_acc", "epochs_done", "seconds"]
+
+
+def _plain(value: Any) -> Any:
+    """One comparable form per value: missing values (None, NaN) are all the same."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()          # numpy scalars
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return str(value)
+
+
+def differing_params(runs: pd.DataFrame, exclude: Sequence[str] = NOT_PARAMS) -> list[str]:
+    """The spec columns whose values are not all equal among the runs, in spec field order."""
+    if len(runs) < 2:
+        return []
+    out = []
+    for name in SPEC_FIELDS:
+        if name in exclude or name not in runs.columns:
+            continue
+        values = {repr(_plain(v)) for v in runs[name]}
+        if len(values) > 1:
+            out.append(name)
+    return out
+
+
+def unique_names(runs: pd.DataFrame) -> dict[str, str]:
+    """run_id -> label for legends: the run's name, with the run id's last 4 characters added to
+    names that several chosen runs share (two sweeps both have a 'baseline')."""
+    names = {run_id: (name if isinstance(name, str) and name else run_id)
+             for run_id, name in zip(runs["run_id"], runs.get("name", runs["run_id"]))}
+    counts = pd.Series(list(names.values())).value_counts()
+    out = {}
+    for run_id, name in names.items():
+        out[run_id] = f"{name} · {run_id[-4:]}" if counts[name] > 1 else name
+    if len(set(out.values())) < len(out):     # still ambiguous: fall back to the whole id
+        out = {run_id: f"{name} · {run_id}" for run_id, name in names.items()}
+    return out
+
+
+def with_names(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """A copy of a runs or metrics frame whose `name` column holds the labels of unique_names()."""
+    out = frame.copy()
+    out["name"] = out["run_id"].map(names).fillna(out["run_id"]) if len(out) else pd.Series(dtype=object)
+    return out
+
+
+def run_results(metrics: pd.DataFrame, run_id: str) -> dict[str, Any]:
+    """Final and best numbers of one run from its metrics rows (None where there is no epoch yet)."""
+    frame = metrics[metrics["run_id"] == run_id].sort_values("epoch") if len(metrics) else metrics
+    if frame.empty:
+        return {key: None for key in RESULT_COLUMNS if key not in ("test_acc",)}
+    last = frame.iloc[-1]
+    val_loss = pd.to_numeric(frame["val_loss"], errors="coerce")
+    best = val_loss.idxmin() if val_loss.notna().any() else None
+
+    def number(value: Any) -> float | None:
+        value = pd.to_numeric(value, errors="coerce")
+        return None if pd.isna(value) else float(value)
+
+    return {"final_train_loss": number(last["train_loss"]), "final_val_loss": number(last["val_loss"]),
+            "final_train_acc": number(last["train_acc"]), "final_val_acc": number(last["val_acc"]),
+            "best_val_loss": None if best is None else float(val_loss[best]),
+            "best_epoch": None if best is None else int(frame.loc[best, "epoch"]),
+            "epochs_done": int(len(frame)),
+            "seconds": float(pd.to_numeric(frame["seconds"], errors="coerce").sum())}
+
+
+def comparison_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per run, in the runs' order: run_id, name, state, the differing params, final train/val
+    loss and accuracy, best validation loss and its epoch, test accuracy, epochs done, seconds.
+
+    Accuracies stay fractions in [0, 1] like the engine's; the page formats them as percent.
+    """
+    params = differing_params(runs)
+    rows = []
+    for _, run in runs.iterrows():
+        row = {"run_id": run["run_id"], "name": run.get("name", run["run_id"]), "state": run.get("state")}
+        for param in params:
+            row[param] = run[param]
+        row.update(run_results(metrics, run["run_id"]))
+        test_acc = pd.to_numeric(run.get("test_acc"), errors="coerce")
+        row["test_acc"] = None if pd.isna(test_acc) else float(test_acc)
+        rows.append(row)
+    columns = ["run_id", "name", "state", *params, *RESULT_COLUMNS]
+    table = pd.DataFrame(rows, columns=columns)
+    for column in RESULT_COLUMNS:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    table["best_epoch"] = table["best_epoch"].astype("Int64")
+    table["epochs_done"] = table["epochs_done"].astype("Int64")
+    return table
+
+
+# ----------------------------------------------------------------------------- choosing runs
+def _tags_of(value: Any) -> list[str]:
+    if not isinstance(value, str) or not value:
+        return []
+    return [tag for tag in value.split(",") if tag]
+
+
+def sweeps(runs: pd.DataFrame) -> list[str]:
+    """Sweep names, the most recently started sweep first (run ids begin with their creation time)."""
+    if runs.empty or "sweep" not in runs.columns:
+        return []
+    named = runs[runs["sweep"].map(lambda s: isinstance(s, str) and bool(s))]
+    latest = named.groupby("sweep")["run_id"].max().sort_values(ascending=False)
+    return list(latest.index)
+
+
+def tags(runs: pd.DataFrame) -> list[str]:
+    """Every tag of the runs, sorted."""
+    if runs.empty or "tags" not in runs.columns:
+        return []
+    return sorted({tag for value in runs["tags"] for tag in _tags_of(value)})
+
+
+def most_recent_sweep(runs: pd.DataFrame) -> str | None:
+    found = sweeps(runs)
+    return found[0] if found else None
+
+
+def filter_runs(runs: pd.DataFrame, sweeps: Iterable[str] | None = None, tags: Iterable[str] | None = None,
+                states: Iterable[str] | None = None) -> pd.DataFrame:
+    """Runs in any of the sweeps, with any of the tags, in any of the states; None = no condition."""
+    mask = pd.Series(True, index=runs.index)
+    if sweeps is not None:
+        mask &= runs["sweep"].isin(list(sweeps)) if "sweep" in runs.columns else False
+    if tags is not None:
+        wanted = set(tags)
+        mask &= runs["tags"].map(lambda v: bool(wanted & set(_tags_of(v)))) if "tags" in runs.columns else False
+    if states is not None:
+        mask &= runs["state"].isin(list(states))
+    return runs[mask]
+
+
+def default_run_ids(runs: pd.DataFrame, fallback: int = 4) -> list[str]:
+    """The runs of the most recent sweep; without any sweep, the `fallback` newest runs."""
+    if runs.empty:
+        return []
+    sweep = most_recent_sweep(runs)
+    if sweep is not None:
+        return list(filter_runs(runs, sweeps=[sweep])["run_id"])
+    return list(runs.sort_values("run_id")["run_id"].iloc[-fallback:])
+
+
+def select(runs: pd.DataFrame, run_ids: Iterable[str]) -> pd.DataFrame:
+    """The rows of run_ids, in the order given (which is the colour order)."""
+    order = [run_id for run_id in run_ids if run_id in set(runs["run_id"])]
+    return runs.set_index("run_id", drop=False).loc[order].reset_index(drop=True)

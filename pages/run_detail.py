@@ -1,0 +1,284 @@
+"""One run in detail: its scenario, status, curves, what the trained model gets wrong, its files.
+
+    st.Page("pages/run_detail.py", title="Run detail")    # registered by app.py; ?run=<run_id> opens one
+
+The run shown is, in order: the one another page handed over in st.session_state[SELECTED_RUN],
+the `run` query parameter, the newest run. The evaluation (confusion matrix, misclassified images,
+decision boundary) uses the best epoch's checkpoint and is cached per run and checkpoint time.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from dashboard import figures, tables
+from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner
+from trainlib.analysis import analyze_run, model_summary
+from trainlib.data import task_of
+from trainlib.spec import ScenarioSpec
+from trainlib.store import ACTIVE_STATES, CHECKPOINT
+
+POLL_EVERY = "1s"
+RUN_KEY = "detail_run"          # the run picker's widget state
+CONFIRM_DELETE = "detail_confirm_delete"    # run_id whose deletion waits for a yes
+IMAGES_PER_ROW = 8
+PROBLEM_STATES = ("failed", "diverged")
+
+
+@st.cache_data(show_spinner="Evaluating the best checkpoint…", max_entries=32)
+def cached_analysis(run_id: str, checkpoint_mtime: float, folder: str) -> dict:
+    # run_id and the checkpoint's mtime are the key: a run that improves gets evaluated again.
+    return analyze_run(folder)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_model_summary(spec_json: str) -> tuple[list[dict], int]:
+    return model_summary(json.loads(spec_json))
+
+
+store = get_runner().store
+runs = store.list_runs()
+
+st.title("Run detail")
+
+if runs.empty:
+    st.info("No runs yet. Start one on the **New experiment** page; it appears here.")
+    st.stop()
+
+# ----------------------------------------------------------------------------- input: which run
+newest_first = list(runs.sort_values("run_id", ascending=False)["run_id"])
+by_id = runs.set_index("run_id", drop=False)
+handed_over = st.session_state.get(SELECTED_RUN)
+asked = handed_over or st.query_params.get("run")
+if asked and asked not in by_id.index:
+    st.warning(f"There is no run {asked!r} in {store.root} (deleted?): showing the newest run instead.")
+    st.session_state.pop(SELECTED_RUN, None)
+    asked = None
+current = st.session_state.get(RUN_KEY)
+if current not in by_id.index or (handed_over in by_id.index and handed_over != current):
+    st.session_state[RUN_KEY] = asked or newest_first[0]
+
+
+def remember_choice() -> None:
+    st.session_state[SELECTED_RUN] = st.session_state[RUN_KEY]
+
+
+run_id = st.selectbox("Run (newest first)", newest_first, key=RUN_KEY, on_change=remember_choice,
+                      format_func=lambda r: f"{by_id.loc[r, 'name']} · {by_id.loc[r, 'state']} · {r}")
+st.session_state[SELECTED_RUN] = run_id
+st.query_params["run"] = run_id          # the address bar now names this run: shareable, reloadable
+
+# ----------------------------------------------------------------------------- guard
+try:
+    run = store.read_run(run_id)
+except Exception as exc:
+    st.error(f"Run folder {run_id} cannot be read: {type(exc).__name__}: {exc}")
+    st.stop()
+
+folder = store.folder(run_id)
+spec_dict, status, summary = run["spec"], run["status"], run["summary"]
+state = status.get("state")
+live = state in ACTIVE_STATES
+name = spec_dict.get("name", run_id)
+is_regression = task_of(str(spec_dict.get("dataset"))) == "regression"
+
+# ----------------------------------------------------------------------------- header and problems
+st.header(name)
+st.caption(" · ".join(part for part in (
+    f"run {run_id}", f"sweep {status['sweep']}" if status.get("sweep") else "",
+    f"tags {', '.join(spec_dict.get('tags') or [])}" if spec_dict.get("tags") else "",
+    f"dataset {spec_dict.get('dataset')}", f"model {spec_dict.get('model')}") if part))
+if state in PROBLEM_STATES:
+    st.error(f"**This run {state}.**  \n{status.get('error') or 'No error message was recorded.'}", icon=":material/error:")
+elif state in ("stopped", "interrupted"):
+    st.warning(f"**This run was {state}** after epoch {status.get('epoch', 0)} of {status.get('epochs')}."
+               + (f"  \n{status['error']}" if status.get("error") else ""), icon=":material/pause_circle:")
+
+# ----------------------------------------------------------------------------- actions
+try:
+    spec_for_clone = ScenarioSpec.from_dict(spec_dict).to_dict()
+except Exception:            # an older or hand-edited scenario.json: hand over what is there
+    spec_for_clone = dict(spec_dict)
+
+
+def ask_delete(run_id: str) -> None:
+    st.session_state[CONFIRM_DELETE] = run_id
+
+
+def forget_delete() -> None:
+    st.session_state.pop(CONFIRM_DELETE, None)
+
+
+# The dialog stays open for as long as CONFIRM_DELETE names this run (closing it clears that),
+# so its buttons work whether the dialog reruns alone (browser) or with the page (AppTest).
+@st.dialog("Delete this run?", on_dismiss=forget_delete)
+def confirm_delete(run_id: str, name: str) -> None:
+    st.write(f"**{name}** ({run_id}) and its whole folder go: metrics, checkpoint, TensorBoard logs. "
+             "This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Delete it", type="primary", key="detail_delete_yes", width="stretch"):
+        store.delete(run_id)
+        forget_delete()
+        st.session_state.pop(SELECTED_RUN, None)
+        st.query_params.pop("run", None)
+        st.session_state["detail_deleted"] = name
+        st.rerun()
+    if no.button("Keep it", key="detail_delete_no", width="stretch"):
+        forget_delete()
+        st.rerun()
+
+
+deleted = st.session_state.pop("detail_deleted", None)
+if deleted:
+    st.toast(f"Deleted {deleted}")
+
+clone_col, delete_col, _ = st.columns([1, 1, 3])
+if clone_col.button("Clone and edit", icon=":material/edit:", key="detail_clone", width="stretch",
+                    help="Open New experiment with this scenario filled in"):
+    st.session_state[PREFILL_SPEC] = spec_for_clone
+    try:
+        st.switch_page("pages/new_experiment.py")
+    except StreamlitPageNotFoundError:      # this page runs on its own, without app.py's navigation
+        st.success("The New experiment form is filled with this scenario: open that page to edit it.")
+delete_col.button("Delete", icon=":material/delete:", key="detail_delete", width="stretch", disabled=live,
+                  help="Stop the run first" if live else "Delete this run's folder",
+                  on_click=ask_delete, args=(run_id,))
+if st.session_state.get(CONFIRM_DELETE) == run_id and not live:
+    confirm_delete(run_id, name)
+
+
+# ----------------------------------------------------------------------------- status and curves
+def percent(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{100 * float(value):.2f} %"
+
+
+@st.fragment(run_every=POLL_EVERY if live else None)
+def show_progress(run_id: str, was_live: bool) -> None:
+    try:
+        now = store.read_run(run_id)
+    except Exception:
+        st.warning("This run's folder is gone.")
+        return
+    status_now, summary_now = now["status"], now["summary"]
+    if was_live and status_now.get("state") not in ACTIVE_STATES:
+        st.rerun()          # it ended: a full rerun turns polling off and evaluates the checkpoint
+    metrics = store.load_metrics([run_id])
+    results = tables.run_results(metrics, run_id)
+    epoch, epochs = status_now.get("epoch", 0) or 0, status_now.get("epochs") or spec_dict.get("epochs")
+    cells = st.columns(5)
+    cells[0].metric("State", status_now.get("state"))
+    cells[1].metric("Epochs", f"{epoch} / {epochs}")
+    cells[2].metric("Test accuracy", percent(summary_now.get("test_acc")))
+    best_epoch = results["best_epoch"]
+    cells[3].metric("Best epoch (val loss)", "—" if best_epoch is None
+                    else f"{best_epoch} ({results['best_val_loss']:.4f})")
+    cells[4].metric("Training time", "—" if results["seconds"] is None else f"{results['seconds']:.1f} s")
+    if status_now.get("state") in ACTIVE_STATES and epochs:
+        st.progress(min(epoch / epochs, 1.0), text=f"{status_now.get('state')}: epoch {epoch} of {epochs}")
+    if metrics.empty:
+        st.info("No finished epochs yet: the curves appear after the first one.")
+        return
+    colors = figures.run_colors([run_id])
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(figures.curves_overlay(metrics, "loss", "epoch", colors), theme=None,
+                        config=figures.chart_config(f"{name}_loss"), key="detail_loss")
+    with right:
+        if is_regression:     # no accuracy: show how far validation drifts from training instead
+            st.plotly_chart(figures.overfitting_gap(metrics, "epoch", colors), theme=None,
+                            config=figures.chart_config(f"{name}_gap"), key="detail_gap")
+        else:
+            st.plotly_chart(figures.curves_overlay(metrics, "acc", "epoch", colors), theme=None,
+                            config=figures.chart_config(f"{name}_accuracy"), key="detail_acc")
+
+
+show_progress(run_id, live)
+
+# ----------------------------------------------------------------------------- the trained model
+evaluation_tab, model_tab, scenario_tab, files_tab = st.tabs(["Evaluation", "Model", "Scenario", "Files"])
+checkpoint = folder / CHECKPOINT
+report, report_error = None, None
+if checkpoint.is_file():
+    try:
+        report = cached_analysis(run_id, checkpoint.stat().st_mtime, str(folder))
+    except Exception as exc:
+        report_error = f"{type(exc).__name__}: {exc}"
+
+with evaluation_tab:
+    if report_error:
+        st.error(f"The checkpoint could not be evaluated: {report_error}")
+    elif report is None:
+        st.info("No checkpoint yet: the evaluation appears once the run has finished an epoch.")
+    else:
+        accuracy = "" if report["accuracy"] is None else f": accuracy {percent(report['accuracy'])}"
+        st.caption(f"Best epoch's weights (epoch {report['checkpoint_epoch']}, lowest validation loss) on the "
+                   f"{report['split']} split, {report['samples']} samples{accuracy}. The run's test accuracy "
+                   "above comes from its last epoch's weights, so the two can differ.")
+        if report["confusion"] is not None:
+            left, right = st.columns(2)
+            with left:
+                st.plotly_chart(figures.confusion_matrix_figure(report["confusion"]), theme=None,
+                                config=figures.chart_config(f"{name}_confusion"), key="detail_confusion")
+            with right:
+                st.plotly_chart(figures.per_class_accuracy_figure(report["per_class"]), theme=None,
+                                config=figures.chart_config(f"{name}_per_class"), key="detail_per_class")
+        if report["grid"] is not None:
+            st.plotly_chart(figures.decision_boundary_figure(report["grid"], report["points"],
+                                                             report["class_names"]),
+                            theme=None, config=figures.chart_config(f"{name}_boundary"), key="detail_boundary")
+        if report["misclassified"] is not None:
+            wrong = report["misclassified"]
+            st.subheader(f"Misclassified {report['split']} images ({len(wrong)} shown)")
+            st.caption("Under each image: its true class → the class the model predicted.")
+            if not wrong:
+                st.success("None: every image of the split is classified right.")
+            for start in range(0, len(wrong), IMAGES_PER_ROW):
+                cells = st.columns(IMAGES_PER_ROW)
+                for cell, (image, true, predicted) in zip(cells, wrong[start:start + IMAGES_PER_ROW]):
+                    # Whole-pixel upscaling to about 112 px: small digits stay crisp, big photos stay as they are.
+                    factor = max(1, 112 // image.shape[1])
+                    cell.image(figures.enlarge(image, factor), caption=f"{true} → {predicted}", width="stretch")
+        if report["task"] == "regression":
+            st.info("A regression run: no classes, so no confusion matrix. Its curves above show the MSE loss.")
+
+with model_tab:
+    if report is not None:
+        layers, parameters = report["layers"], report["parameters"]
+    else:
+        try:
+            layers, parameters = cached_model_summary(json.dumps(spec_dict, sort_keys=True))
+        except Exception as exc:
+            layers, parameters = None, None
+            st.error(f"The model cannot be built from this scenario: {type(exc).__name__}: {exc}")
+    if layers is not None:
+        st.metric("Parameters", f"{parameters:,}")
+        st.dataframe(pd.DataFrame(layers), hide_index=True, width="stretch",
+                     column_config={"parameters": st.column_config.NumberColumn("parameters", format="localized")})
+    st.caption(f"Engine: {summary.get('engine') or status.get('engine') or '—'}")
+
+with scenario_tab:
+    rows = [{"field": key, "value": ", ".join(map(str, value)) if isinstance(value, list) else str(value)}
+            for key, value in spec_dict.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    with st.expander("scenario.json and status.json"):
+        st.json(spec_dict)
+        st.json(status)
+
+with files_tab:
+    st.caption(f"Folder: {folder}")
+    if checkpoint.is_file():
+        st.download_button(f"Download {CHECKPOINT} (best epoch's weights, optimizer, scenario)",
+                           data=checkpoint.read_bytes,    # read only when clicked
+                           file_name=f"{run_id}-{CHECKPOINT}", mime="application/octet-stream",
+                           on_click="ignore", key="detail_download_checkpoint")
+    else:
+        st.caption(f"No {CHECKPOINT} yet.")
+    metrics_path = folder / "metrics.csv"
+    if metrics_path.is_file():
+        st.download_button("Download metrics.csv", data=metrics_path.read_text(encoding="utf-8"),
+                           file_name=f"{run_id}-metrics.csv", mime="text/csv", on_click="ignore",
+                           key="detail_download_metrics")
+    st.caption(f"TensorBoard: `tensorboard --logdir {store.root}`")

@@ -1,0 +1,68 @@
+"""Helpers for the page tests: the app under AppTest, with a fresh runner per test.
+
+    def test_x(app_runs):                 # app_runs: the runs folder of this test (TRAINLIB_RUNS_DIR)
+        at = open_app("pages/live.py")    # app.py, then switch to that page
+        runner = current_runner()         # the very Runner the pages use (st.cache_resource)
+
+The conftest's autouse fixture already sets TRAINLIB_OFFLINE=1 and a tmp TRAINLIB_RUNS_DIR.
+AppTest runs a page reached by switch_page on its own, without app.py: look at the shared sidebar
+on the first page of an open_app() (a real server runs app.py around every page).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app_runs(monkeypatch, runs_dir):
+    """One worker, a fresh Runner for this test, and every run ended before the tmp folder goes."""
+    monkeypatch.setenv("TRAINLIB_WORKERS", "1")
+    st.cache_resource.clear()
+    yield runs_dir
+    current_runner().shutdown(wait=True)
+    st.cache_resource.clear()
+
+
+def current_runner():
+    from dashboard.state import get_runner
+    return get_runner()
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label_start: str):
+    matches = [b for b in at.button if b.label.startswith(label_start)]
+    assert matches, f"no button starting {label_start!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def wait_until(condition, timeout: float = 30.0, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(every)

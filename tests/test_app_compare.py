@@ -1,0 +1,236 @@
+"""The Compare page (pages/compare.py) through streamlit's AppTest, on tiny runs really trained.
+
+Charts are read from their protos: spec is the figure's JSON, config what the modebar gets.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard import figures
+from trainlib import RunStore, ScenarioSpec, create_scenario, train
+from trainlib.store import update_status, write_atomic
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """A runs folder with a moons run (no sweep) and, newer, a three-run sweep 'reg' on shapes."""
+    root = tmp_path_factory.mktemp("compare") / "runs"
+    store = RunStore(root)
+    ids = {}
+    moons = ScenarioSpec(name="moons", dataset="moons", hidden_sizes=(8,), epochs=2, device="cpu")
+    folder = store.new_run(moons)
+    train(create_scenario(moons, log_folder=folder))
+    ids["moons"] = folder.name
+    base = ScenarioSpec(dataset="shapes", train_subset=300, hidden_sizes=(32,), epochs=2, device="cpu", tags=("chapter3",))
+    for spec in (base.replace(name="baseline"), base.replace(name="dropout", dropout=0.2),
+                 base.replace(name="l2", weight_decay=1e-3)):
+        folder = store.new_run(spec, sweep="reg")
+        train(create_scenario(spec, log_folder=folder))
+        ids[spec.name] = folder.name
+    return {"root": root, "ids": ids, "store": store}
+
+
+@pytest.fixture
+def polling(monkeypatch) -> list:
+    """The run_every of each st.fragment the page declares, in order (the page polls through it)."""
+    calls = []
+    real = st.fragment
+
+    def spy(func=None, *, run_every=None, **kwargs):
+        calls.append(run_every)
+        return real(func, run_every=run_every, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    return calls
+
+
+def use_runs(monkeypatch, root: Path) -> None:
+    monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
+    st.cache_data.clear()
+    st.cache_resource.clear()          # a fresh Runner for this runs folder
+
+
+def open_page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def chart_specs(at: AppTest) -> dict[str, dict]:
+    """{figure title: figure JSON} of every plotly chart on the page."""
+    out = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def array(value) -> list:
+    """Plotly JSON writes numpy arrays as typed base64 ({'dtype', 'bdata'}); lists stay lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
+    return list(value)
+
+
+def named(spec: dict, name: str) -> dict:
+    (trace,) = [t for t in spec["data"] if t.get("name") == name]
+    return trace
+
+
+def titled(specs: dict[str, dict], start: str) -> dict:
+    (spec,) = [s for title, s in specs.items() if title.startswith(start)]
+    return spec
+
+
+def test_default_compares_the_newest_sweep(trained, monkeypatch, polling):
+    use_runs(monkeypatch, trained["root"])
+    at = open_page()
+    assert not at.exception
+    assert polling == [None]                  # nothing is training: no polling
+    specs = chart_specs(at)
+    assert len(specs) == 7                    # loss, acc overlaid; loss, acc per run; bars; gap; parallel coords
+    loss = titled(specs, "Loss (")
+    text = json.dumps(loss)
+    assert all(name in text for name in ("baseline", "dropout", "l2")) and "moons" not in text
+    assert len(loss["data"]) == 3 * 2 + 2     # train + validation per run, two line-style keys
+    assert len(titled(specs, "Loss per run")["data"]) == 3 * 2 + 2
+    assert [a["text"] for a in titled(specs, "Loss per run")["layout"]["annotations"]] == ["baseline", "dropout", "l2"]
+    # the same run has the same colour in every chart, by run order
+    colors = figures.run_colors([trained["ids"][n] for n in ("baseline", "dropout", "l2")])
+    baseline_color = colors[trained["ids"]["baseline"]]
+    assert named(loss, "baseline")["line"]["color"] == baseline_color
+    assert named(titled(specs, "Overfitting gap"), "baseline")["line"]["color"] == baseline_color
+    bars = titled(specs, "Test accuracy")["data"][0]
+    assert bars["x"] == ["baseline", "dropout", "l2"] and bars["marker"]["color"][0] == baseline_color
+    store = trained["store"]
+    expected = [100 * store.read_run(trained["ids"][n])["summary"]["test_acc"] for n in ("baseline", "dropout", "l2")]
+    assert array(bars["y"]) == pytest.approx(expected)
+    parcoords = titled(specs, "Parameters")["data"][0]
+    assert [d["label"] for d in parcoords["dimensions"]] == ["dropout", "weight_decay", "test acc (%)"]
+    # every chart exports a 2x PNG from its modebar
+    for chart in at.get("plotly_chart"):
+        assert json.loads(chart.proto.config)["toImageButtonOptions"]["format"] == "png"
+
+
+def test_table_has_one_row_per_run_and_the_csv_holds_their_metrics(trained, monkeypatch):
+    use_runs(monkeypatch, trained["root"])
+    at = open_page()
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["baseline", "dropout", "l2"]
+    assert {"dropout", "weight_decay"} <= set(table.columns) and "lr" not in table.columns
+    metrics = trained["store"].load_run(trained["ids"]["dropout"])
+    row = table.set_index("name").loc["dropout"]
+    assert row["final_val_loss"] == pytest.approx(metrics["val_loss"].iloc[-1])
+    assert row["best_val_loss"] == pytest.approx(metrics["val_loss"].min())
+    assert row["epochs_done"] == 2
+    (download,) = at.get("download_button")
+    assert "CSV" in download.proto.label
+
+
+def test_pick_by_hand_in_the_chosen_order(trained, monkeypatch):
+    use_runs(monkeypatch, trained["root"])
+    at = open_page()
+    at.segmented_control(key="compare_mode").set_value("Pick by hand").run()
+    ids = trained["ids"]
+    at.multiselect(key="compare_runs").set_value([ids["moons"], ids["l2"]]).run()
+    assert not at.exception
+    loss = titled(chart_specs(at), "Loss (")
+    assert len(loss["data"]) == 2 * 2 + 2
+    assert named(loss, "moons")["line"]["color"] == figures.PALETTE[0]       # first picked, first colour
+    assert named(loss, "l2")["line"]["color"] == figures.PALETTE[1]
+    assert list(at.dataframe[0].value["name"]) == ["moons", "l2"]
+
+
+def test_wall_time_axis_is_cumulative_seconds(trained, monkeypatch):
+    use_runs(monkeypatch, trained["root"])
+    at = open_page()
+    at.segmented_control(key="compare_x").set_value("wall").run()
+    loss = titled(chart_specs(at), "Loss (")
+    assert loss["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
+    seconds = trained["store"].load_run(trained["ids"]["l2"])["seconds"]
+    assert array(named(loss, "l2")["x"]) == pytest.approx(list(seconds.cumsum()))
+
+
+def test_filter_by_state_and_guard_when_nothing_matches(trained, monkeypatch):
+    use_runs(monkeypatch, trained["root"])
+    at = open_page()
+    at.segmented_control(key="compare_mode").set_value("State").run()
+    assert len(at.dataframe[0].value) == 4              # 'finished' by default: every run here
+    at.multiselect(key="compare_states").set_value(["failed"]).run()
+    assert not at.exception
+    assert not at.get("plotly_chart")
+    assert any("No runs chosen" in info.value for info in at.info)
+
+
+def test_tag_filter(trained, monkeypatch):
+    use_runs(monkeypatch, trained["root"])
+    at = open_page()
+    at.segmented_control(key="compare_mode").set_value("Tag").run()
+    assert at.multiselect(key="compare_tags").options == ["chapter3"]
+    at.multiselect(key="compare_tags").set_value(["chapter3"]).run()
+    assert list(at.dataframe[0].value["name"]) == ["baseline", "dropout", "l2"]
+
+
+def test_no_runs_at_all(tmp_path, monkeypatch):
+    use_runs(monkeypatch, tmp_path / "empty")
+    at = open_page()
+    assert not at.exception
+    assert any("No runs yet" in info.value for info in at.info)
+
+
+def test_curves_grow_while_a_run_trains_and_polling_stops_when_it_ends(tmp_path, monkeypatch, polling):
+    """A run another process is training (status running, its pid alive): the page says it polls and
+    shows each new epoch on the next rerun (AppTest has no timer: .run() stands for one tick)."""
+    root = tmp_path / "live"
+    store = RunStore(root)
+    spec = ScenarioSpec(name="growing", dataset="moons", hidden_sizes=(8,), epochs=3)
+    folder = store.new_run(spec, sweep="live")
+    update_status(folder, state="running", pid=os.getppid(), epoch=1)    # a living process that is not this one
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"]
+    rows = [[1, 0.7, 0.5, 0.72, 0.5, 1e-3, 0.5, 100.0]]
+    write_atomic(folder / "metrics.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
+    use_runs(monkeypatch, root)
+    at = open_page()
+    assert polling == ["1s"]
+    assert any("Updating every second" in c.value for c in at.caption)
+    assert len(array(named(titled(chart_specs(at), "Loss ("), "growing")["y"])) == 1
+
+    rows.append([2, 0.6, 0.6, 0.65, 0.6, 1e-3, 0.5, 100.0])
+    write_atomic(folder / "metrics.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
+    at.run()
+    assert array(named(titled(chart_specs(at), "Loss ("), "growing")["y"]) == [0.7, 0.6]
+
+    update_status(folder, state="finished", epoch=2)
+    at.run()
+    assert not at.exception
+    assert polling[-1] is None
+    assert not any("Updating every second" in c.value for c in at.caption)
+
+
+def test_runs_page_hand_off_opens_that_sweep(tmp_path, trained, monkeypatch):
+    """The Runs page's "Compare" button sets st.session_state['compare_sweep'] (and ?sweep=)."""
+    root = tmp_path / "runs"
+    for run_id in (trained["ids"]["moons"], trained["ids"]["baseline"]):
+        shutil.copytree(trained["store"].folder(run_id), root / run_id)
+    update_status(root / trained["ids"]["moons"], sweep="older")
+    use_runs(monkeypatch, root)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["compare_sweep"] = "older"
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="compare_sweeps").value == ["older"]
+    assert list(at.dataframe[0].value["name"]) == ["moons"]
+    fresh = AppTest.from_file(PAGE, default_timeout=60)
+    fresh.query_params["sweep"] = "older"
+    fresh.run()
+    assert list(fresh.dataframe[0].value["name"]) == ["moons"]

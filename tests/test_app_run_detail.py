@@ -1,0 +1,200 @@
+"""The Run detail page (pages/run_detail.py) through streamlit's AppTest, on tiny runs really trained:
+a finished image run, a finished 2-D run, a diverged run and a run that failed to start."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard.state import PREFILL_SPEC, SELECTED_RUN
+from trainlib import Runner, RunStore, ScenarioSpec, create_scenario, train
+from trainlib.analysis import load_trained
+from trainlib.models import count_parameters
+from trainlib.store import update_status
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("detail") / "runs"
+    store = RunStore(root)
+    ids = {}
+    for spec in (ScenarioSpec(name="shapes-mlp", dataset="shapes", train_subset=300, hidden_sizes=(32,), epochs=2,
+                              device="cpu"),
+                 ScenarioSpec(name="moons-mlp", dataset="moons", hidden_sizes=(8,), epochs=2, device="cpu"),
+                 ScenarioSpec(name="too-fast", dataset="sine", hidden_sizes=(8,), epochs=2, optimizer="sgd",
+                              lr=1e6, device="cpu")):
+        folder = store.new_run(spec)
+        train(create_scenario(spec, log_folder=folder))
+        ids[spec.name] = folder.name
+    # A run whose scenario cannot be built (no such image folder): the runner records it as failed.
+    runner = Runner(root, workers=1)
+    ids["no-data"] = runner.submit(ScenarioSpec(name="no-data", dataset="imagefolder", data_dir=str(root / "nowhere"),
+                                                model="cnn", epochs=1, device="cpu"))
+    assert runner.wait(timeout=60)
+    runner.shutdown()
+    return {"root": root, "ids": ids, "store": store}
+
+
+@pytest.fixture
+def page(trained, monkeypatch):
+    """Opens the page on a run (by ?run=) with the module's runs folder and empty caches."""
+    monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(trained["root"]))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+    def open_run(name: str | None = None, root: Path | None = None) -> AppTest:
+        if root is not None:
+            monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        if name is not None:
+            at.query_params["run"] = trained["ids"][name]
+        return at.run()
+
+    return open_run
+
+
+def array(value) -> np.ndarray:
+    """Plotly JSON writes numpy arrays as typed base64 ({'dtype', 'bdata', 'shape'}); lists stay lists."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape)
+    return np.asarray(value)
+
+
+def chart_specs(at: AppTest) -> dict[str, dict]:
+    return {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+            for c in at.get("plotly_chart")}
+
+
+def test_finished_image_run_shows_confusion_matrix_images_and_model(trained, page):
+    at = page("shapes-mlp")
+    assert not at.exception
+    assert at.selectbox(key="detail_run").value == trained["ids"]["shapes-mlp"]
+    specs = chart_specs(at)
+    assert {"Confusion matrix", "Accuracy per class"} <= set(specs)
+    assert any(title.startswith("Loss (") for title in specs) and any(title.startswith("Accuracy (") for title in specs)
+    confusion = specs["Confusion matrix"]["data"][0]
+    assert confusion["x"] == ["circle", "square", "triangle"]
+    counts = array(confusion["z"])
+    assert counts.shape == (3, 3) and counts.sum() == 1000             # the whole built-in test split
+    assert not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["State"] == "finished" and metrics["Epochs"] == "2 / 2"
+    summary = trained["store"].read_run(trained["ids"]["shapes-mlp"])["summary"]
+    assert metrics["Test accuracy"] == f"{100 * summary['test_acc']:.2f} %"
+    S = load_trained(trained["store"].folder(trained["ids"]["shapes-mlp"]))
+    assert metrics["Parameters"] == f"{count_parameters(S.model):,}"
+    layers = [df.value for df in at.dataframe if "layer" in df.value.columns][0]
+    assert list(layers["type"]) == ["Flatten", "Linear", "ReLU", "Linear"]
+    wrong = 1000 - int(np.trace(counts))
+    assert len(at.get("image")) == min(32, wrong)                    # the misclassified grid
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert any("checkpoint_best.pth" in label for label in labels) and "Download metrics.csv" in labels
+
+
+def test_point_run_shows_its_decision_boundary(page):
+    at = page("moons-mlp")
+    assert not at.exception
+    boundary = chart_specs(at)["Decision boundary"]
+    assert [t["type"] for t in boundary["data"]] == ["contour", "contour", "scatter", "scatter"]
+    assert not at.get("image")
+
+
+def test_diverged_run_shows_its_error_prominently(page):
+    at = page("too-fast")
+    assert not at.exception
+    (error,) = at.error
+    assert "diverged" in error.value and "loss became nan" in error.value
+    assert any("No checkpoint yet" in info.value for info in at.info)
+
+
+def test_run_that_failed_to_start_shows_its_error(page):
+    at = page("no-data")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("This run failed" in e and "DatasetUnavailable" in e for e in errors)
+
+
+def test_clone_and_edit_hands_the_spec_to_new_experiment(trained, page):
+    at = page("moons-mlp")
+    at.button(key="detail_clone").click().run()
+    assert not at.exception
+    spec = trained["store"].read_spec(trained["ids"]["moons-mlp"])
+    assert at.session_state[PREFILL_SPEC] == spec.to_dict()
+    assert ScenarioSpec.from_dict(at.session_state[PREFILL_SPEC]) == spec
+
+
+def test_selected_run_from_another_page_wins_and_names_the_address(trained, page):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[SELECTED_RUN] = trained["ids"]["moons-mlp"]
+    at.run()
+    assert at.selectbox(key="detail_run").value == trained["ids"]["moons-mlp"]
+    assert at.query_params["run"] == trained["ids"]["moons-mlp"]
+    at.selectbox(key="detail_run").set_value(trained["ids"]["shapes-mlp"]).run()
+    assert at.session_state[SELECTED_RUN] == trained["ids"]["shapes-mlp"]
+    assert "Confusion matrix" in chart_specs(at)
+
+
+def test_without_a_choice_the_newest_run_shows(trained, page):
+    at = page()
+    newest = max(trained["ids"].values())
+    assert at.selectbox(key="detail_run").value == newest
+
+
+def test_delete_asks_first_then_removes_the_folder(trained, page, tmp_path):
+    root = tmp_path / "runs"
+    source = trained["store"].folder(trained["ids"]["moons-mlp"])
+    shutil.copytree(source, root / source.name)
+    at = page(root=root)
+    at.button(key="detail_delete").click().run()
+    assert (root / source.name).is_dir()                  # only asked so far
+    at.button(key="detail_delete_no").click().run()
+    assert (root / source.name).is_dir()
+    at.button(key="detail_delete").click().run()
+    at.button(key="detail_delete_yes").click().run()
+    assert not at.exception
+    assert not (root / source.name).exists()
+    assert any("No runs yet" in info.value for info in at.info)
+
+
+def test_a_training_run_polls_and_cannot_be_deleted(page, tmp_path, monkeypatch):
+    calls = []
+    real = st.fragment
+
+    def spy(func=None, *, run_every=None, **kwargs):
+        calls.append(run_every)
+        return real(func, run_every=run_every, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    store = RunStore(tmp_path / "runs")
+    folder = store.new_run(ScenarioSpec(name="busy", dataset="moons", hidden_sizes=(8,), epochs=3))
+    update_status(folder, state="running", pid=os.getppid(), epoch=0)     # a living process that is not this one
+    at = page(root=tmp_path / "runs")
+    assert not at.exception
+    assert calls == ["1s"]
+    assert at.button(key="detail_delete").disabled
+    assert any("No finished epochs yet" in info.value for info in at.info)
+    update_status(folder, state="stopped", epoch=0)
+    at.run()
+    assert calls[-1] is None and not at.button(key="detail_delete").disabled
+    assert any("stopped" in warning.value for warning in at.warning)
+
+
+def test_clone_and_edit_through_the_app_opens_new_experiment(trained, page):
+    """Through app.py's navigation the button really switches page (New experiment consumes the spec)."""
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/run_detail.py").run()
+    at.selectbox(key="detail_run").set_value(trained["ids"]["moons-mlp"]).run()
+    at.button(key="detail_clone").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["New experiment"]
