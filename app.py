@@ -23,6 +23,7 @@ navigation = st.navigation([
 ])
 
 runner = get_runner()
+runner.reap_orphans()
 device = st.cache_resource(show_spinner=False)(describe_device)()
 rows = progress.progress_rows(runner.store.list_runs(), live_ids=runner.live_ids())
 active = runner.busy() or progress.any_active(rows)

@@ -12,6 +12,7 @@ import os
 import streamlit as st
 
 from trainlib.data import mirrors_reachable
+from trainlib.device import leave_cores_for_ui
 from trainlib.runner import Runner
 from trainlib.store import default_runs_dir
 
@@ -25,12 +26,24 @@ SELECTED_RUN = "selected_run"          # run_id shown by the run detail page
 def _runner_for(runs_dir: str, workers: int | None) -> Runner:
     # Created once per server process; its constructor marks runs a dead process left behind
     # as interrupted, so a restarted server shows them resumable.
+    leave_cores_for_ui()
     return Runner(runs_dir, workers=workers)
 
 
 def get_runner() -> Runner:
     workers = os.environ.get(WORKERS_ENV)
     return _runner_for(str(default_runs_dir().resolve()), int(workers) if workers else None)
+
+
+def run_through_app() -> None:
+    """Call first in every page. Streamlit runs a page alone, without app.py (no navigation, no
+    sidebar), when it is a fresh server's very first request and a pages/ folder exists: its old
+    folder-based mode stays on until app.py's st.navigation turns it off. Turn it off here and
+    rerun; the rerun goes through app.py to this same page."""
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 @st.cache_data(ttl=300, show_spinner=False)

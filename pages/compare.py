@@ -12,9 +12,11 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from dashboard import figures, tables
-from dashboard.state import SELECTED_RUN, get_runner
+from dashboard.state import SELECTED_RUN, get_runner, run_through_app
 from trainlib.data import task_of
 from trainlib.store import ACTIVE_STATES, STATES
+
+run_through_app()
 
 POLL_EVERY = "1s"
 X_CHOICES = {"epoch": "Epoch", "wall": "Wall time"}

@@ -10,7 +10,9 @@ import streamlit as st
 
 from dashboard import progress
 from dashboard.live_figures import live_loss_figure
-from dashboard.state import SELECTED_RUN, get_runner
+from dashboard.state import SELECTED_RUN, get_runner, run_through_app
+
+run_through_app()
 
 FLASH = "runs_flash"               # set by New experiment after queueing
 PROBLEM = "runs_problem"           # why the last button could not act (a double click, a run gone)

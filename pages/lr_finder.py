@@ -10,11 +10,13 @@ import streamlit as st
 
 from dashboard import forms
 from dashboard.live_figures import lr_finder_figure
-from dashboard.state import PREFILL_SPEC
+from dashboard.state import PREFILL_SPEC, run_through_app
 from trainlib.data import TORCHVISION_LAYOUT, DatasetUnavailable
 from trainlib.lr_finder import find_lr
 from trainlib.scenario import create_scenario
 from trainlib.spec import SpecError
+
+run_through_app()
 
 P = forms.FINDER_PREFIX
 RESULT = f"{P}result"       # {'spec', 'frame', 'suggested_lr', 'stopped_early'} of the last search

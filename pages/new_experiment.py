@@ -9,9 +9,11 @@ import streamlit as st
 
 from dashboard import forms
 from dashboard.presets import PRESETS
-from dashboard.state import PREFILL_SPEC, get_runner, online
+from dashboard.state import PREFILL_SPEC, get_runner, online, run_through_app
 from trainlib.data import TORCHVISION_LAYOUT, dataset_status, missing_files_message
 from trainlib.spec import field_names
+
+run_through_app()
 
 P = forms.NEW_PREFIX
 FLASH = "runs_flash"            # message the Runs page shows once after a Run

@@ -15,11 +15,13 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from dashboard import figures, tables
-from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner
+from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner, run_through_app
 from trainlib.analysis import analyze_run, model_summary
 from trainlib.data import task_of
 from trainlib.spec import ScenarioSpec
 from trainlib.store import ACTIVE_STATES, CHECKPOINT
+
+run_through_app()
 
 POLL_EVERY = "1s"
 RUN_KEY = "detail_run"          # the run picker's widget state

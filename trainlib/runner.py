@@ -130,6 +130,11 @@ class Runner:
         for run_id in list(self._handles):
             self.stop(run_id)
 
+    def reap_orphans(self) -> list[str]:
+        """Mark interrupted the runs of other processes that died since (a terminal run killed
+        while the dashboard is up). Cheap enough to call on every poll."""
+        return self.store.mark_interrupted(other_processes_only=True)
+
     # ------------------------------------------------------------------ observing
     def live_ids(self) -> set[str]:
         return {h.run_id for h in self._handles.values() if h.state in ("queued", "running")}

@@ -299,11 +299,13 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self.folder(run_id))
 
-    def mark_interrupted(self, live_run_ids: set[str] = frozenset()) -> list[str]:
+    def mark_interrupted(self, live_run_ids: set[str] = frozenset(), other_processes_only: bool = False) -> list[str]:
         """Runs left queued/running by a process that is gone become 'interrupted'. Returns their ids.
 
         A run whose recorded process is still alive on this host (a terminal's `python -m trainlib`)
-        or that this process is running right now (live_run_ids) is left alone.
+        or that this process is running right now (live_run_ids) is left alone; with
+        other_processes_only, so is every run this process created (for periodic checks, which must
+        not race a run being submitted).
         """
         marked = []
         host = socket.gethostname()
@@ -316,6 +318,8 @@ class RunStore:
             if status.get("state") not in ACTIVE_STATES or run_id in live_run_ids:
                 continue
             pid = status.get("pid")
+            if other_processes_only and pid == os.getpid():
+                continue
             same_host = status.get("host") in (None, host)
             owner_alive = same_host and isinstance(pid, int) and pid != os.getpid() and process_alive(pid)
             if owner_alive:

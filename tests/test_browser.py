@@ -1,0 +1,163 @@
+"""End to end in a real browser: `streamlit run app.py`, the regularization preset, Run, Compare.
+
+    python -m pytest tests/test_browser.py -q          # needs Debian's chromium (apt-get install chromium)
+    SCREENSHOT_DIR=docs python -m pytest tests/test_browser.py   # also refreshes the README's screenshots
+
+Playwright drives the system chromium (its own browser download cannot work offline). Skipped
+when chromium is missing, unless REQUIRE_BROWSER=1 (CI), where that is a failure.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+RUN_NAMES = ("baseline", "l2", "dropout", "batchnorm")
+PRESET = "Regularization: baseline / L2 / dropout / BatchNorm"
+
+
+def _browser_available() -> str:
+    """'' when the test can run, else why not."""
+    if not Path(CHROMIUM).exists():
+        return "no chromium (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "no playwright package (pip install playwright)"
+    return ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """A real `streamlit run app.py` on a free localhost port, with its own runs folder."""
+    missing = _browser_available()
+    if missing:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    port = _free_port()
+    env = {**os.environ, "TRAINLIB_RUNS_DIR": str(tmp_path / "runs"), "TRAINLIB_OFFLINE": "1",
+           "TRAINLIB_WORKERS": "1"}
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+    yield url, tmp_path
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def _shoot(page, tmp_path: Path, name: str) -> None:
+    page.mouse.move(0, 0)               # no tooltip over the picture
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    target = os.environ.get("SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+
+
+def test_regularization_preset_runs_four_and_compares_them(app_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, tmp_path = app_server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        # Streamlit scrolls inside its own container, so a full-page picture is the viewport: make
+        # it tall when the pictures are for the docs.
+        height = 2200 if os.environ.get("SCREENSHOT_DIR") else 1000
+        page = browser.new_page(viewport={"width": 1500, "height": height})
+        page.set_default_timeout(60_000)
+
+        # A fresh server's first request is a page's own URL: it still gets app.py's navigation
+        # and sidebar (Streamlit's old pages/ folder mode must not take over).
+        page.goto(f"{url}/compare")
+        sidebar = page.locator("[data-testid='stSidebar']")
+        expect(sidebar).to_contain_text("Training now")
+        expect(page.locator("[data-testid='stSidebarNav']")).to_contain_text("LR finder")
+
+        # New experiment: one click on the preset, the preview shows four scenarios, Run.
+        page.goto(url)
+        page.get_by_role("button", name=PRESET).click()
+        run_button = page.get_by_role("button", name="Run 4 scenarios")
+        expect(run_button).to_be_enabled()
+        for name in RUN_NAMES:
+            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+        _shoot(page, tmp_path, "new_experiment")
+        run_button.click()
+
+        # Runs: the four progress live; when the sweep has ended its Compare button appears.
+        expect(page.get_by_text("Queued 4 runs")).to_be_visible()
+        _shoot(page, tmp_path, "runs_live")
+        compare = page.get_by_role("button", name="Compare")
+        expect(compare).to_be_visible(timeout=120_000)
+        _shoot(page, tmp_path, "runs")
+        compare.click()
+
+        # Compare: the four runs' curves and the test-accuracy bars.
+        charts = page.locator("[data-testid='stPlotlyChart']")
+        expect(charts.first).to_be_visible()
+        curves = charts.filter(has_text="solid: train, dashed: validation").first
+        bars = charts.filter(has_text="Test accuracy").first
+        for name in RUN_NAMES:
+            expect(curves).to_contain_text(name)
+            expect(bars).to_contain_text(name)
+        assert bars.locator(".bars .point").count() == 4
+        page.wait_for_timeout(500)          # let Plotly finish its transitions before the picture
+        _shoot(page, tmp_path, "compare")
+
+        # Every other page renders for these runs without an exception.
+        page.get_by_role("link", name="Run detail", exact=True).click()
+        expect(page.locator("h1", has_text="Run detail")).to_be_visible()
+        expect(page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix")).to_be_visible()
+        _shoot(page, tmp_path, "run_detail")
+        page.get_by_role("link", name="LR finder", exact=True).click()
+        page.get_by_role("button", name="Find the learning rate").click()
+        expect(page.get_by_role("button", name="Use this lr in New experiment")).to_be_visible()
+        _shoot(page, tmp_path, "lr_finder")
+        for title in ("Runs", "Compare", "Run detail", "LR finder", "New experiment"):
+            page.get_by_role("link", name=title, exact=True).click()
+            page.wait_for_load_state("networkidle")
+            assert page.locator("[data-testid='stException']").count() == 0, f"{title} shows an exception"
+        browser.close()
+
+    assert (tmp_path / "compare.png").stat().st_size > 20_000
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 4
+    assert all('"finished"' in (p / "status.json").read_text() for p in runs)
