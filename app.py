@@ -9,10 +9,11 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import progress
-from dashboard.state import get_runner
+from dashboard.state import SHELL_RAN, get_runner
 from trainlib.device import describe_device
 
 st.set_page_config(page_title="Training runs lab", layout="wide")
+st.session_state[SHELL_RAN] = True
 
 navigation = st.navigation([
     st.Page("pages/new_experiment.py", title="New experiment", icon=":material/science:", default=True),
