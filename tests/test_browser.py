@@ -138,7 +138,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         for name in RUN_NAMES:
             expect(curves).to_contain_text(name)
             expect(bars).to_contain_text(name)
-        assert bars.locator(".bars .point").count() == 4
+        expect(bars.locator(".bars .point")).to_have_count(4)     # retried while Plotly draws
         page.wait_for_timeout(500)          # let Plotly finish its transitions before the picture
         _shoot(page, tmp_path, "compare")
 

@@ -234,3 +234,16 @@ def test_imagefolder_without_test_split_carves_one(tmp_path):
         assert torch.equal((split.x.float().mean((1, 2, 3)) > 128).long(), split.y)
     with pytest.raises(DatasetUnavailable):
         load_data(ScenarioSpec(dataset="imagefolder", data_dir=str(tmp_path / "missing")))
+
+
+def test_split_init_and_batch_order_draw_from_independent_streams():
+    """The scenario's seed is not handed unchanged to several generators (their streams would coincide)."""
+    from trainlib.data import make_loaders
+    spec = ScenarioSpec(dataset="moons", seed=3)
+    bundle = load_data(spec)
+    train_loader, _, _ = make_loaders(bundle, spec, torch.device("cpu"))
+    first_order = train_loader.epoch_order()
+    same_stream = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(spec.seed))
+    assert not torch.equal(first_order, same_stream)
+    other = load_data(spec.replace(seed=4))
+    assert not torch.equal(bundle.val.x, other.val.x)           # the seed still drives the split

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from . import builtin_data
-from .spec import ScenarioSpec, SpecError
+from .spec import ScenarioSpec, SpecError, derived_seed
 
 IMAGE_DATASETS = ("shapes", "mnist", "fashion_mnist", "cifar10", "imagefolder")
 POINT_DATASETS = ("moons", "circles", "spirals")
@@ -202,10 +202,11 @@ def load_data(spec: ScenarioSpec) -> DataBundle:
     pool_x, pool_y, test_x, test_y, classes = load_pool(spec.dataset, spec.data_dir, spec.image_size)
     if test_x is None:
         # No test split of its own (a user's folder): carve one the size of the validation split.
-        test_idx, val_idx, train_idx = split_indices(len(pool_y), (spec.val_fraction, spec.val_fraction), spec.seed)
+        test_idx, val_idx, train_idx = split_indices(len(pool_y), (spec.val_fraction, spec.val_fraction),
+                                                     derived_seed(spec.seed, "split"))
         test_x, test_y = pool_x[test_idx], pool_y[test_idx]
     else:
-        val_idx, train_idx = split_indices(len(pool_y), (spec.val_fraction,), spec.seed)
+        val_idx, train_idx = split_indices(len(pool_y), (spec.val_fraction,), derived_seed(spec.seed, "split"))
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise SpecError("val_fraction", f"{spec.val_fraction} leaves an empty split of {len(pool_y)} samples")
     if spec.train_subset is not None:
@@ -312,7 +313,8 @@ class HostLoader:
 def make_loaders(bundle: DataBundle, spec: ScenarioSpec, device: torch.device, eval_batch_size: int = 2048):
     """(train, valid, test) loaders: training shuffled, validation and test in order, in large batches."""
     cls = DeviceLoader if spec.resident_data else HostLoader
-    train = cls(bundle.train, spec.batch_size, shuffle=True, drop_last=spec.drop_last, seed=spec.seed, device=device)
+    shuffle_seed = derived_seed(spec.seed, "shuffle")
+    train = cls(bundle.train, spec.batch_size, shuffle=True, drop_last=spec.drop_last, seed=shuffle_seed, device=device)
     valid = cls(bundle.val, eval_batch_size, shuffle=False, drop_last=False, seed=spec.seed, device=device)
     test = cls(bundle.test, eval_batch_size, shuffle=False, drop_last=False, seed=spec.seed, device=device)
     return train, valid, test

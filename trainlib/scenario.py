@@ -19,7 +19,7 @@ from torch import nn
 
 from .data import DataBundle, DeviceLoader, load_data, make_loaders
 from .models import build_model
-from .spec import ScenarioSpec, SpecError
+from .spec import ScenarioSpec, SpecError, derived_seed
 
 # Which losses fit which task; the first one is what 'auto' picks.
 LOSSES_FOR_TASK = {"multiclass": ("cross_entropy",), "binary": ("bce", "cross_entropy"), "regression": ("mse",)}
@@ -143,7 +143,7 @@ def create_scenario(spec: ScenarioSpec | dict | None = None, log_folder: str | P
     train_loader, valid_loader, test_loader = make_loaders(bundle, spec, device)
     reason = graph_blocker(spec, device, train_loader)
     with _INIT_LOCK:
-        torch.manual_seed(spec.seed)
+        torch.manual_seed(derived_seed(spec.seed, "init"))
         model = build_model(spec, bundle.input_shape, num_outputs(loss_name, bundle))
     model = model.to(device)
     if spec.channels_last and bundle.is_image:
