@@ -16,11 +16,10 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from trainlib.store import ACTIVE_STATES
+from trainlib.store import ACTIVE_STATES, RESUMABLE_STATES
 
 COLUMNS = ["run_id", "name", "sweep", "state", "epoch", "epochs", "fraction", "elapsed_s", "eta_s",
            "seconds_per_epoch", "last_val_acc", "created_at", "error", "live", "action"]
-RESUMABLE_STATES = ("interrupted", "stopped")
 STATE_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange",
                 "failed": "red", "diverged": "red", "interrupted": "violet"}
 

@@ -203,3 +203,33 @@ def test_a_second_runner_in_the_same_process_leaves_the_first_ones_runs_alone(ru
     release.set()
     assert first.wait([run_id], timeout=60)
     assert first.store.read_run(run_id)["status"]["state"] == "finished"
+
+
+def test_only_interrupted_or_stopped_runs_resume(make_runner, tiny_spec):
+    runner = make_runner()
+    run_id = runner.submit(tiny_spec(epochs=1))
+    assert runner.wait([run_id], timeout=TIMEOUT)
+    with pytest.raises(ValueError, match="finished; only interrupted or stopped runs resume"):
+        runner.resume(run_id)
+    assert runner.store.read_run(run_id)["status"]["state"] == "finished"
+
+
+def test_a_resumed_run_waiting_in_the_queue_is_not_reaped_again(make_runner, tiny_spec, runs_dir):
+    """The dashboard reaps orphans on every poll: a resumed run still queued behind another one
+    belongs to this process now, whatever pid its folder had before."""
+    store_runner = make_runner()
+    folder = store_runner.store.new_run(tiny_spec(name="orphan"))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    update_status(folder, state="running", pid=gone.pid)
+    gate = Gate(at_epoch=1)
+    runner = make_runner(gate, workers=1)
+    assert runner.interrupted_at_start == [folder.name]
+    blocker = runner.submit(tiny_spec(name="blocker", epochs=2))
+    assert gate.reached.wait(TIMEOUT)                 # the only worker is busy: the resumed run waits
+    runner.resume(folder.name)
+    assert runner.reap_orphans() == []
+    assert read_json(folder / "status.json")["state"] == "queued"
+    gate.release.set()
+    assert runner.wait([blocker, folder.name], timeout=TIMEOUT)
+    assert read_json(folder / "status.json")["state"] == "finished"

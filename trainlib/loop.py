@@ -12,6 +12,7 @@ import contextlib
 import copy
 import logging
 import math
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -113,16 +114,24 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
 
 
-def step_scheduler(S: Scenario) -> None:
-    """scheduler.step(), keeping a graphed optimizer's lr the very tensor its graph reads."""
-    S.scheduler.step()
+def pin_lr_tensor(S: Scenario) -> None:
+    """Make a graphed optimizer's lr the very tensor its graph reads again, with the current value.
+
+    Needed after anything that rebinds param_groups' lr: a scheduler that assigns floats, or
+    optimizer.load_state_dict (resume, the lr finder's restore), which copies the groups.
+    """
     lr_tensor = S.extras.get("lr_tensor")
     if lr_tensor is None:
         return
     for group in S.optimizer.param_groups:
-        if group["lr"] is not lr_tensor:      # a scheduler that assigns floats instead of filling in place
+        if group["lr"] is not lr_tensor:
             lr_tensor.fill_(float(group["lr"]))
             group["lr"] = lr_tensor
+
+
+def step_scheduler(S: Scenario) -> None:
+    S.scheduler.step()
+    pin_lr_tensor(S)
 
 
 # ----------------------------------------------------------------------------- steppers
@@ -172,9 +181,13 @@ class GraphStepper(EagerStepper):
     """
 
     WARMUP_STEPS = 3     # eager steps on a side stream before capture, so the optimizer state exists
+    # One capture at a time in the process: entering a capture synchronizes the whole device, which
+    # would invalidate a capture another worker thread has under way.
+    CAPTURE_LOCK = threading.Lock()
 
     def __init__(self, S: Scenario):
         super().__init__(S)
+        self.warm_steps = 0          # warm-up steps taken (real steps of the first epoch)
         loader = S.train_loader
         self.batch_size = loader.batch_size
         self.full_batches = loader.num_samples // self.batch_size
@@ -202,18 +215,25 @@ class GraphStepper(EagerStepper):
         side = torch.cuda.Stream(device=S.device)
         side.wait_stream(torch.cuda.current_stream(S.device))
         with torch.cuda.stream(side):
-            for _ in range(self.WARMUP_STEPS):        # real steps: these batches count for the epoch
+            while self.warm_steps < self.WARMUP_STEPS:   # real steps: these batches count for the epoch
                 S.optimizer.zero_grad(set_to_none=True)
                 self._graph_body()
                 self.after_step()
+                self.warm_steps += 1
         torch.cuda.current_stream(S.device).wait_stream(side)
         S.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         # Its own capture stream (torch's default one is shared by every thread) and thread_local
         # errors: the other runs of a sweep keep training in their threads during this capture.
-        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+        with self.CAPTURE_LOCK, torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             self._graph_body()
         self.graph = graph
+
+    def _give_up_graph(self, exc: Exception) -> None:
+        """Capture failed: say why, and train eagerly from here on (no batch repeated or skipped)."""
+        self.S.graph_reason = f"capture failed: {type(exc).__name__}: {exc}"
+        log.warning("%s: CUDA graph not used, %s", self.S.spec.name, self.S.graph_reason)
+        torch.cuda.synchronize(self.S.device)
 
     def run_epoch(self, should_stop: ShouldStop) -> int:
         S, loader = self.S, self.S.train_loader
@@ -224,13 +244,20 @@ class GraphStepper(EagerStepper):
         order = loader.epoch_order()
         self.order.copy_(order if order is not None else torch.arange(loader.num_samples, device=S.device))
         done = 0
-        if self.graph is None:
-            self._capture()
-            done = self.WARMUP_STEPS
-        for _ in range(done, self.full_batches):
+        if self.graph is None and self.S.uses_cuda_graph:
+            try:
+                self._capture()
+            except Exception as exc:
+                self._give_up_graph(exc)
+            done = self.warm_steps          # the first epoch's warm-up batches are already trained
+        for batch in range(done, self.full_batches):
             if should_stop is not None and should_stop():
                 raise StopTraining()
-            self.graph.replay()
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                idx = self.order[batch * self.batch_size:(batch + 1) * self.batch_size]
+                self.step(loader.transform(loader.x[idx]), loader.y[idx], set_to_none=False)
             self.after_step()
         seen = self.full_batches * self.batch_size
         remainder = loader.num_samples - seen
@@ -256,18 +283,7 @@ def fit(S: Scenario, should_stop: ShouldStop = None, start_epoch: int = 1) -> It
     for epoch in range(start_epoch, S.epochs + 1):
         started = time.perf_counter()
         lr = current_lr(S.optimizer)
-        try:
-            seen = stepper.run_epoch(should_stop)
-        except StopTraining:
-            raise
-        except Exception as exc:
-            if not isinstance(stepper, GraphStepper) or stepper.graph is not None:
-                raise
-            # Capture failed before any replay: say why and carry on eagerly from where it stopped.
-            S.graph_reason = f"capture failed: {type(exc).__name__}: {exc}"
-            log.warning("%s: CUDA graph not used, %s", S.spec.name, S.graph_reason)
-            stepper = EagerStepper(S)
-            seen = stepper.run_epoch(should_stop)
+        seen = stepper.run_epoch(should_stop)
         train_loss, train_right = torch.stack([stepper.loss_sum, stepper.correct.to(stepper.loss_sum.dtype)]).tolist()
         train_loss /= max(seen, 1)
         val_loss, val_acc = evaluate(S, S.valid_loader)
@@ -306,6 +322,7 @@ def train(S: Scenario, on_epoch: Callable[[dict], None] | None = None, should_st
             if recorder is None:
                 raise ValueError("resume needs the scenario's log_folder with its checkpoint_best.pth")
             checkpoint = load_checkpoint(S)
+            pin_lr_tensor(S)
             start_epoch = checkpoint["epoch"] + 1
             history.best_epoch, history.best_val_loss = checkpoint["epoch"], checkpoint["best_loss"]
             history.records = recorder.previous_records(up_to_epoch=checkpoint["epoch"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .loop import autocast_for, compute_loss
+from .loop import autocast_for, compute_loss, pin_lr_tensor
 from .scenario import Scenario
 
 
@@ -75,6 +75,7 @@ def find_lr(S: Scenario, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps
     finally:
         S.model.load_state_dict(saved_model)
         S.optimizer.load_state_dict(saved_optim)
+        pin_lr_tensor(S)
     frame = pd.DataFrame({"step": range(len(lrs)), "lr": lrs, "loss": losses})
     frame["smoothed_loss"] = frame["loss"].ewm(alpha=smoothing, adjust=False).mean()
     return LRFinderResult(frame, suggest_lr(frame), stopped_early)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 import weakref
@@ -26,7 +28,7 @@ import torch
 from .loop import train
 from .scenario import create_scenario
 from .spec import ScenarioSpec
-from .store import RunStore, now_iso, update_status
+from .store import CHECKPOINT, RESUMABLE_STATES, RunStore, now_iso, update_status
 
 log = logging.getLogger("trainlib")
 FINAL_STATES = ("finished", "stopped", "failed", "diverged", "interrupted")
@@ -77,14 +79,23 @@ class Runner:
         return [self.submit(spec, sweep) for spec in specs]
 
     def resume(self, run_id: str) -> str:
-        """Queue an interrupted or stopped run again; it continues from its best checkpoint."""
-        status = self.store.read_run(run_id)["status"]
-        if status["state"] in ("queued", "running") and run_id in self._handles:
-            raise ValueError(f"run {run_id} is already {status['state']}")
-        spec = self.store.read_spec(run_id)
-        has_checkpoint = (self.store.folder(run_id) / "checkpoint_best.pth").exists()
-        update_status(self.store.folder(run_id), state="queued", error=None, ended_at=None)
-        return self._enqueue(RunHandle(run_id, spec, resume=has_checkpoint))
+        """Queue an interrupted or stopped run again. It continues from its best checkpoint: the
+        epochs after the best one are trained again. Without a checkpoint it starts over."""
+        with self._lock:
+            status = self.store.read_run(run_id)["status"]
+            handle = self._handles.get(run_id)
+            if handle is not None and handle.state in ("queued", "running"):
+                raise ValueError(f"run {run_id} is already {handle.state}")
+            if status["state"] not in RESUMABLE_STATES:
+                raise ValueError(f"run {run_id} is {status['state']}; only {' or '.join(RESUMABLE_STATES)} runs resume")
+            spec = self.store.read_spec(run_id)
+            has_checkpoint = (self.store.folder(run_id) / CHECKPOINT).exists()
+            # This process owns it now: a periodic reap must not call it interrupted again.
+            update_status(self.store.folder(run_id), state="queued", error=None, ended_at=None,
+                          pid=os.getpid(), host=socket.gethostname())
+            handle = RunHandle(run_id, spec, resume=has_checkpoint)
+            self._handles[run_id] = handle
+        return self._enqueue(handle)
 
     def _enqueue(self, handle: RunHandle) -> str:
         with self._lock:
@@ -127,8 +138,8 @@ class Runner:
         return True
 
     def stop_all(self) -> None:
-        for run_id in list(self._handles):
-            self.stop(run_id)
+        for handle in self._all_handles():
+            self.stop(handle.run_id)
 
     def reap_orphans(self) -> list[str]:
         """Mark interrupted the runs of other processes that died since (a terminal run killed
@@ -136,8 +147,12 @@ class Runner:
         return self.store.mark_interrupted(other_processes_only=True)
 
     # ------------------------------------------------------------------ observing
+    def _all_handles(self) -> list[RunHandle]:
+        with self._lock:        # other sessions' threads submit while a page iterates
+            return list(self._handles.values())
+
     def live_ids(self) -> set[str]:
-        return {h.run_id for h in self._handles.values() if h.state in ("queued", "running")}
+        return {h.run_id for h in self._all_handles() if h.state in ("queued", "running")}
 
     def busy(self) -> bool:
         return bool(self.live_ids())
@@ -145,7 +160,7 @@ class Runner:
     def snapshot(self) -> dict[str, dict]:
         """In-memory progress of this runner's runs (cheap enough to poll every second)."""
         out = {}
-        for handle in list(self._handles.values()):
+        for handle in self._all_handles():
             elapsed = time.monotonic() - handle.started if handle.started and handle.state == "running" else None
             out[handle.run_id] = {"name": handle.spec.name, "state": handle.state, "epoch": handle.epoch,
                                   "epochs": handle.spec.epochs, "elapsed": elapsed,
@@ -181,8 +196,11 @@ class Runner:
             if handle.stop_event.is_set():      # cancelled while queued
                 handle.done.set()
                 continue
-            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                self._run(handle)
+            try:
+                with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                    self._run(handle)
+            except Exception:      # never let one run take its worker thread down with it
+                log.exception("worker lost run %s", handle.run_id)
             if stream is not None:
                 stream.synchronize()
 
@@ -191,8 +209,6 @@ class Runner:
             if handle.state != "queued":      # cancelled after _work checked its stop_event: never start it
                 return
             handle.state, handle.started = "running", time.monotonic()
-        folder = self.store.folder(handle.run_id)
-        update_status(folder, state="running", started_at=now_iso())
 
         def on_epoch(record: dict) -> None:
             handle.epoch, handle.last_record = record["epoch"], record
@@ -200,12 +216,18 @@ class Runner:
                 self.on_epoch(handle.run_id, record)
 
         try:
+            folder = self.store.folder(handle.run_id)
+            update_status(folder, state="running", started_at=now_iso(), pid=os.getpid(), host=socket.gethostname())
             S = create_scenario(handle.spec, log_folder=folder)
             history = train(S, on_epoch=on_epoch, should_stop=handle.stop_event.is_set, resume=handle.resume)
             handle.state = history.state
-        except Exception as exc:   # building the scenario failed (missing data, bad combination...)
+        except Exception as exc:   # building the scenario failed (missing data, bad combination), folder gone...
             handle.state = "failed"
-            update_status(folder, state="failed", error=f"{type(exc).__name__}: {exc}", ended_at=now_iso())
-            log.warning("run %s failed before training: %s", handle.run_id, exc)
+            log.warning("run %s failed: %s", handle.run_id, exc)
+            try:
+                update_status(self.store.root / handle.run_id, state="failed",
+                              error=f"{type(exc).__name__}: {exc}", ended_at=now_iso())
+            except OSError as write_error:      # deleted under us: nothing left to record into
+                log.warning("could not record the failure of %s: %s", handle.run_id, write_error)
         finally:
             handle.done.set()

@@ -99,11 +99,12 @@ def graph_blocker(spec: ScenarioSpec, device: torch.device, train_loader: Any) -
 def build_optimizer(spec: ScenarioSpec, model: nn.Module, graphed: bool) -> torch.optim.Optimizer:
     # A graph bakes Python floats into its kernels, so a graphed step reads lr from a device tensor
     # (schedulers fill it in place) and uses the fused kernels, which keep their step count on the GPU.
+    # Adam/AdamW also refuse to be captured unless capturable=True (fused alone is not enough).
     lr: float | torch.Tensor = spec.lr
     extra: dict[str, Any] = {}
     if graphed:
         lr = torch.tensor(spec.lr, device=next(model.parameters()).device)
-        extra = {"fused": True}
+        extra = {"fused": True} if spec.optimizer == "sgd" else {"fused": True, "capturable": True}
     params = model.parameters()
     if spec.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay, **extra)
@@ -143,6 +144,9 @@ def create_scenario(spec: ScenarioSpec | dict | None = None, log_folder: str | P
     train_loader, valid_loader, test_loader = make_loaders(bundle, spec, device)
     reason = graph_blocker(spec, device, train_loader)
     with _INIT_LOCK:
+        # The global generators: the layers' initial weights and then dropout's masks come from
+        # them, so one run is reproducible from its seed. Runs training at once in other threads
+        # share those generators, so their dropout masks are not reproducible (their weights are).
         torch.manual_seed(derived_seed(spec.seed, "init"))
         model = build_model(spec, bundle.input_shape, num_outputs(loss_name, bundle))
     model = model.to(device)

@@ -36,6 +36,7 @@ log = logging.getLogger("trainlib")
 RUNS_ENV = "TRAINLIB_RUNS_DIR"
 STATES = ("queued", "running", "finished", "stopped", "failed", "diverged", "interrupted")
 ACTIVE_STATES = ("queued", "running")
+RESUMABLE_STATES = ("interrupted", "stopped")
 CHECKPOINT = "checkpoint_best.pth"
 
 
@@ -195,7 +196,7 @@ def load_checkpoint(S) -> dict:
     path = Path(S.log_folder) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no {CHECKPOINT} in {S.log_folder}: the run never finished an epoch")
-    checkpoint = torch.load(path, map_location=S.device, weights_only=False)
+    checkpoint = torch.load(path, map_location=S.device, weights_only=True)
     S.model.load_state_dict(checkpoint["model_state"])
     S.optimizer.load_state_dict(checkpoint["optim_state"])
     if S.scheduler is not None and checkpoint.get("scheduler_state"):
