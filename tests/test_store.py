@@ -212,3 +212,19 @@ def test_tensorboard_reads_the_scalars_per_epoch(tiny_spec):
         assert [p.value for p in points] == pytest.approx([r[key] for r in history.records], rel=1e-6)
     assert "hparam/test_acc" in scalars
     assert events.Scalars("hparam/test_acc")[-1].value == pytest.approx(history.test_acc, rel=1e-6)
+
+
+def test_cached_reads_follow_every_write(tmp_path):
+    """The store caches parsed files per stamp; back-to-back writes must still be seen."""
+    from trainlib.spec import ScenarioSpec
+    store = RunStore(tmp_path)
+    folder = store.new_run(ScenarioSpec(name="cached"))
+    run_id = folder.name
+    for epoch in range(1, 30):                         # faster than any file clock ticks
+        update_status(folder, epoch=epoch)
+        assert store.read_run(run_id)["status"]["epoch"] == epoch
+    assert store.list_runs().loc[0, "epoch"] == 29
+    write_atomic(folder / "metrics.csv", "epoch,train_loss\n1,0.5\n")
+    assert store.load_run(run_id)["train_loss"].tolist() == [0.5]
+    write_atomic(folder / "metrics.csv", "epoch,train_loss\n1,0.4\n")
+    assert store.load_run(run_id)["train_loss"].tolist() == [0.4]

@@ -205,10 +205,38 @@ def load_checkpoint(S) -> dict:
 
 
 # ----------------------------------------------------------------------------- the folder of runs
+def _stamp(*paths: Path) -> tuple:
+    """Inode, modification time and size: write_atomic renames a new file into place, so every
+    write changes the inode even when the clock's granularity would hide it."""
+    out = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            out.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
 class RunStore:
+    """The folder of runs. Reads are cached per file stamp: a dashboard polls every second from
+    every open tab, and only the runs that changed since are read and parsed again."""
+
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_runs_dir()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[tuple[str, str], tuple[tuple, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, kind: str, run_id: str, stamp: tuple, read):
+        with self._cache_lock:
+            hit = self._cache.get((kind, run_id))
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = read()
+        with self._cache_lock:
+            self._cache[(kind, run_id)] = (stamp, value)
+        return value
 
     def folder(self, run_id: str) -> Path:
         path = self.root / run_id
@@ -232,8 +260,13 @@ class RunStore:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def read_run(self, run_id: str) -> dict:
-        """{'run_id', 'spec', 'status', 'summary'} for one folder; raises if it cannot be read."""
+        """{'run_id', 'spec', 'status', 'summary'} for one folder; raises if it cannot be read.
+        The dicts may be shared with other callers: read them, do not change them."""
         folder = self.folder(run_id)
+        files = [folder / name for name in ("scenario.json", "status.json", "summary.json")]
+        return self._cached("run", run_id, _stamp(*files), lambda: self._read_run_files(run_id, folder))
+
+    def _read_run_files(self, run_id: str, folder: Path) -> dict:
         spec = read_json(folder / "scenario.json")
         status = read_json(folder / "status.json")
         if status.get("state") not in STATES:
@@ -273,9 +306,12 @@ class RunStore:
     def load_run(self, run_id: str) -> pd.DataFrame:
         """The run's metrics.csv (empty with the standard columns when no epoch has finished)."""
         path = self.folder(run_id) / "metrics.csv"
-        if not path.exists() or path.stat().st_size == 0:
-            return pd.DataFrame(columns=METRIC_COLUMNS)
-        return pd.read_csv(path)
+
+        def read() -> pd.DataFrame:
+            if not path.exists() or path.stat().st_size == 0:
+                return pd.DataFrame(columns=METRIC_COLUMNS)
+            return pd.read_csv(path)
+        return self._cached("metrics", run_id, _stamp(path), read).copy()
 
     def load_metrics(self, run_ids: list[str]) -> pd.DataFrame:
         """Long table of several runs' metrics, with run_id and name columns; unreadable runs skipped."""
@@ -283,7 +319,7 @@ class RunStore:
         for run_id in run_ids:
             try:
                 frame = self.load_run(run_id)
-                name = read_json(self.folder(run_id) / "scenario.json").get("name", run_id)
+                name = self.read_run(run_id)["spec"].get("name", run_id)
             except Exception as exc:
                 log.warning("skipping metrics of %s: %s", run_id, exc)
                 continue
@@ -299,6 +335,9 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self.folder(run_id))
+        with self._cache_lock:
+            for kind in ("run", "metrics"):
+                self._cache.pop((kind, run_id), None)
 
     def mark_interrupted(self, live_run_ids: set[str] = frozenset(), other_processes_only: bool = False) -> list[str]:
         """Runs left queued/running by a process that is gone become 'interrupted'. Returns their ids.
