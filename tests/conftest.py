@@ -46,3 +46,19 @@ def tiny_spec():
         return ScenarioSpec(**fields)
 
     return make
+
+
+@pytest.fixture
+def polling(monkeypatch) -> list:
+    """The run_every of each st.fragment a page or app.py declares, in order: how the app polls.
+    (Imports streamlit only for the tests that ask for it: the engine tests run without the UI.)"""
+    import streamlit as st
+    calls = []
+    real = st.fragment
+
+    def spy(func=None, *, run_every=None, **kwargs):
+        calls.append(run_every)
+        return real(func, run_every=run_every, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    return calls

@@ -42,20 +42,6 @@ def trained(tmp_path_factory) -> dict:
     return {"root": root, "ids": ids, "store": store}
 
 
-@pytest.fixture
-def polling(monkeypatch) -> list:
-    """The run_every of each st.fragment the page declares, in order (the page polls through it)."""
-    calls = []
-    real = st.fragment
-
-    def spy(func=None, *, run_every=None, **kwargs):
-        calls.append(run_every)
-        return real(func, run_every=run_every, **kwargs)
-
-    monkeypatch.setattr(st, "fragment", spy)
-    return calls
-
-
 def use_runs(monkeypatch, root: Path) -> None:
     monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
     st.cache_data.clear()

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-import streamlit as st
 
 from apphelpers import app_runs, button, chart_specs, current_runner, open_app, texts, wait_until  # noqa: F401
 from dashboard import progress
@@ -171,20 +170,6 @@ def test_interrupted_run_is_resumed_after_a_restart(app_runs):
     assert ":green-badge[finished]" in texts(at.markdown)
     assert not [b for b in at.button if b.key and b.key.startswith(("resume_", "stop_", "cancel_"))]
     assert not open_app().sidebar.warning      # nothing left to resume (the same runner, a new page load)
-
-
-@pytest.fixture
-def polling(monkeypatch) -> list:
-    """run_every of each st.fragment declared (the sidebar's, then the page's): how the app polls."""
-    calls = []
-    real = st.fragment
-
-    def spy(func=None, *, run_every=None, **kwargs):
-        calls.append(run_every)
-        return real(func, run_every=run_every, **kwargs)
-
-    monkeypatch.setattr(st, "fragment", spy)
-    return calls
 
 
 def test_polls_while_a_terminal_run_trains_and_stops_when_it_ends(app_runs, polling):

@@ -167,15 +167,8 @@ def test_delete_asks_first_then_removes_the_folder(trained, page, tmp_path):
     assert any("No runs yet" in info.value for info in at.info)
 
 
-def test_a_training_run_polls_and_cannot_be_deleted(page, tmp_path, monkeypatch):
-    calls = []
-    real = st.fragment
-
-    def spy(func=None, *, run_every=None, **kwargs):
-        calls.append(run_every)
-        return real(func, run_every=run_every, **kwargs)
-
-    monkeypatch.setattr(st, "fragment", spy)
+def test_a_training_run_polls_and_cannot_be_deleted(page, tmp_path, monkeypatch, polling):
+    calls = polling
     store = RunStore(tmp_path / "runs")
     folder = store.new_run(ScenarioSpec(name="busy", dataset="moons", hidden_sizes=(8,), epochs=3))
     update_status(folder, state="running", pid=os.getppid(), epoch=0)     # a living process that is not this one
