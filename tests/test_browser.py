@@ -114,8 +114,8 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
 
         # New experiment: one click on the preset, the preview shows four scenarios, Run.
         page.goto(url)
-        page.get_by_role("button", name=PRESET).click()
-        run_button = page.get_by_role("button", name="Run 4 scenarios")
+        page.get_by_role("button", name=PRESET).first.click()
+        run_button = page.get_by_role("button", name="Run 4 scenarios").first
         expect(run_button).to_be_enabled()
         for name in RUN_NAMES:
             expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
@@ -123,9 +123,11 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         run_button.click()
 
         # Runs: the four progress live; when the sweep has ended its Compare button appears.
-        expect(page.get_by_text("Queued 4 runs")).to_be_visible()
+        expect(page.get_by_text("Queued 4 runs").first).to_be_visible()
         _shoot(page, tmp_path, "runs_live")
-        compare = page.get_by_role("button", name="Compare")
+        # .first: while the sweep ends, the runs panel's fragment and the full rerun it triggers can
+        # both be on screen for a moment, each with this button.
+        compare = page.get_by_role("button", name="Compare").first
         expect(compare).to_be_visible(timeout=120_000)
         _shoot(page, tmp_path, "runs")
         compare.click()
@@ -144,12 +146,12 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
 
         # Every other page renders for these runs without an exception.
         page.get_by_role("link", name="Run detail", exact=True).click()
-        expect(page.locator("h1", has_text="Run detail")).to_be_visible()
-        expect(page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix")).to_be_visible()
+        expect(page.locator("h1", has_text="Run detail").first).to_be_visible()
+        expect(page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix").first).to_be_visible()
         _shoot(page, tmp_path, "run_detail")
         page.get_by_role("link", name="LR finder", exact=True).click()
-        page.get_by_role("button", name="Find the learning rate").click()
-        expect(page.get_by_role("button", name="Use this lr in New experiment")).to_be_visible()
+        page.get_by_role("button", name="Find the learning rate").first.click()
+        expect(page.get_by_role("button", name="Use this lr in New experiment").first).to_be_visible()
         _shoot(page, tmp_path, "lr_finder")
         for title in ("Runs", "Compare", "Run detail", "LR finder", "New experiment"):
             page.get_by_role("link", name=title, exact=True).click()
