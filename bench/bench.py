@@ -441,15 +441,22 @@ def make_case(name: str, course: dict, lib: dict, images: int, epochs: int, n_te
     }
 
 
-def case_mlp(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.device) -> dict:
-    course = in_fresh_thread(run_course, "mnist", root, sizes.mnist_train, sizes.mnist_val, epochs, device,
-                             {"mlp": {}})
-    spec = base_spec("mnist", root, sizes, epochs, device)
-    lib = in_fresh_thread(run_trainlib_single, spec, work / "runs-mlp" / "mlp", device)
-    return make_case("mlp", course, lib, sizes.mnist_train, epochs, sizes.mnist_test,
+def case_single(name: str, dataset: str, root: Path, work: Path, sizes: Sizes, epochs: int,
+                device: torch.device) -> dict:
+    """One scenario: the course's loop vs create_scenario + train, on `dataset` ('mnist' or 'cifar10')."""
+    n_train, n_val, n_test = ((sizes.mnist_train, sizes.mnist_val, sizes.mnist_test) if dataset == "mnist"
+                              else (sizes.cifar_train, sizes.cifar_val, sizes.cifar_test))
+    course = in_fresh_thread(run_course, dataset, root, n_train, n_val, epochs, device, {name: {}})
+    spec = base_spec(dataset, root, sizes, epochs, device)
+    lib = in_fresh_thread(run_trainlib_single, spec, work / f"runs-{name}" / name, device)
+    return make_case(name, course, lib, n_train, epochs, n_test,
                      {"trainlib_path": "create_scenario + train(S), run folder written",
-                      "course_epoch_s": course["runs"]["mlp"]["epoch_s"],
-                      "trainlib_epoch_s": lib["runs"]["mlp"]["epoch_s"], "trainlib_setup_s": lib["setup_s"]})
+                      "course_epoch_s": course["runs"][name]["epoch_s"],
+                      "trainlib_epoch_s": lib["runs"][name]["epoch_s"], "trainlib_setup_s": lib["setup_s"]})
+
+
+def case_mlp(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.device) -> dict:
+    return case_single("mlp", "mnist", root, work, sizes, epochs, device)
 
 
 def case_regularization(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.device) -> dict:
@@ -464,14 +471,7 @@ def case_regularization(root: Path, work: Path, sizes: Sizes, epochs: int, devic
 
 
 def case_cnn(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.device) -> dict:
-    course = in_fresh_thread(run_course, "cifar10", root, sizes.cifar_train, sizes.cifar_val, epochs, device,
-                             {"cnn": {}})
-    spec = base_spec("cifar10", root, sizes, epochs, device)
-    lib = in_fresh_thread(run_trainlib_single, spec, work / "runs-cnn" / "cnn", device)
-    return make_case("cnn", course, lib, sizes.cifar_train, epochs, sizes.cifar_test,
-                     {"trainlib_path": "create_scenario + train(S), run folder written",
-                      "course_epoch_s": course["runs"]["cnn"]["epoch_s"],
-                      "trainlib_epoch_s": lib["runs"]["cnn"]["epoch_s"], "trainlib_setup_s": lib["setup_s"]})
+    return case_single("cnn", "cifar10", root, work, sizes, epochs, device)
 
 
 def write_data(root: Path, sizes: Sizes, cases: list[str]) -> str | None:

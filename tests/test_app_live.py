@@ -6,7 +6,6 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
-import pytest
 
 from apphelpers import app_runs, button, chart_specs, current_runner, open_app, texts, wait_until  # noqa: F401
 from dashboard import progress

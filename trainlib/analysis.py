@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from .data import load_data, prepare_inputs
+from .loop import predicted_labels
 from .models import build_model, count_parameters, summarize
 from .scenario import Scenario, create_scenario, num_outputs, resolve_loss
 from .spec import ScenarioSpec
@@ -68,13 +69,6 @@ def predict(S: Scenario, split: str = "test") -> tuple[torch.Tensor, torch.Tenso
     if not outputs:
         return torch.empty(0, 1), data.y.clone()
     return torch.cat(outputs), data.y.clone()
-
-
-def predicted_labels(outputs: torch.Tensor) -> torch.Tensor:
-    """Class ids: one logit means binary (sigmoid > 0.5, i.e. logit > 0), several mean argmax."""
-    if outputs.ndim == 2 and outputs.shape[1] == 1:
-        return (outputs.squeeze(1) > 0).long()
-    return outputs.argmax(1)
 
 
 def positive_probability(outputs: torch.Tensor) -> torch.Tensor:

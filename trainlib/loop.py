@@ -73,12 +73,17 @@ def compute_loss(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torc
     return loss_fn(out, y)
 
 
+def predicted_labels(out: torch.Tensor) -> torch.Tensor:
+    """Class ids: one logit means binary (sigmoid > 0.5, i.e. logit > 0), several mean argmax."""
+    if out.ndim == 2 and out.shape[1] == 1:
+        return (out.squeeze(1) > 0).long()
+    return out.argmax(1)
+
+
 def count_correct(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     if task == "regression":
         return torch.zeros((), dtype=torch.long, device=out.device)
-    if out.shape[1] == 1:                                  # one logit: binary with BCE
-        return ((out.squeeze(1) > 0).long() == y).sum()
-    return (out.argmax(1) == y).sum()
+    return (predicted_labels(out) == y).sum()
 
 
 def autocast_for(S: Scenario):
@@ -90,6 +95,14 @@ def autocast_for(S: Scenario):
 
 def _to_memory_format(S: Scenario, x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if S.spec.channels_last and x.ndim == 4 else x
+
+
+def forward_loss(S: Scenario, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(outputs, loss) of one training batch: memory format, autocast and the task's loss."""
+    with autocast_for(S):
+        out = S.model(_to_memory_format(S, x))
+        loss = compute_loss(S.loss_fn, out.float(), y)
+    return out, loss
 
 
 @torch.no_grad()
@@ -145,9 +158,7 @@ class EagerStepper:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, set_to_none: bool = True) -> None:
         S = self.S
-        with autocast_for(S):
-            out = S.model(_to_memory_format(S, x))
-            loss = compute_loss(S.loss_fn, out.float(), y)
+        out, loss = forward_loss(S, x, y)
         S.optimizer.zero_grad(set_to_none=set_to_none)
         loss.backward()
         S.optimizer.step()
@@ -202,9 +213,7 @@ class GraphStepper(EagerStepper):
         self.position += 1
         x = loader.transform(loader.x.index_select(0, idx))
         y = loader.y.index_select(0, idx)
-        with autocast_for(S):
-            out = S.model(_to_memory_format(S, x))
-            loss = compute_loss(S.loss_fn, out.float(), y)
+        out, loss = forward_loss(S, x, y)
         loss.backward()
         S.optimizer.step()
         self.loss_sum += loss.detach() * self.batch_size

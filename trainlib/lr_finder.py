@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .loop import autocast_for, compute_loss, pin_lr_tensor
+from .loop import forward_loss, pin_lr_tensor
 from .scenario import Scenario
 
 
@@ -53,8 +53,7 @@ def find_lr(S: Scenario, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps
             for x, y in S.train_loader:
                 lr = start_lr * factor ** step
                 _set_lr(S.optimizer, lr)
-                with autocast_for(S):
-                    loss = compute_loss(S.loss_fn, S.model(x).float(), y)
+                _, loss = forward_loss(S, x, y)
                 S.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 S.optimizer.step()

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DATASETS = ("shapes", "moons", "circles", "spirals", "sine", "mnist", "fashion_mnist", "cifar10", "imagefolder")

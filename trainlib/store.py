@@ -20,7 +20,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
