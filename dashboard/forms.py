@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from trainlib.data import IMAGE_DATASETS, task_of
+from trainlib.data import IMAGE_DATASETS, TORCHVISION_LAYOUT, task_of
 from trainlib.scenario import LOSSES_FOR_TASK, resolve_device
 from trainlib.spec import (ACTIVATIONS, DATASETS, DEFAULTS, DEVICES, LOSSES, MODELS, OPTIMIZERS, PRECISIONS,
                            SCHEDULERS, ScenarioSpec, SpecError, check_type, field_kind, field_names, parse_value)
@@ -33,8 +33,6 @@ MAX_AXES = 3
 AXIS_FIELDS = ("lr", "weight_decay", "dropout", "batchnorm", "batch_size", "optimizer", "scheduler", "epochs",
                "seed")
 MODES = {"grid": "One run, or a grid over up to 3 fields", "variants": "Named variants"}
-# Smallest value of each number input (the spec's own lower bounds).
-INT_MIN = {"seed": 0, "epochs": 1, "batch_size": 1, "early_stopping_patience": 0, "image_size": 8}
 # Fields drawn as a selectbox, and their options.
 CHOICES: dict[str, tuple[str, ...]] = {"dataset": DATASETS, "model": MODELS, "activation": ACTIVATIONS,
                                        "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
@@ -58,12 +56,12 @@ def field_key(name: str, prefix: str = NEW_PREFIX) -> str:
 
 
 def widget_kind(name: str) -> str:
-    """'select', 'bool', 'int' (number input) or 'text' (parsed with spec.parse_value)."""
+    """'select', 'bool' or 'text' (parsed with spec.parse_value, integers included: a number input
+    turns what it cannot parse, 'abc' or '1e9', into its minimum without a word)."""
     if name in CHOICES:
         return "select"
-    kind = field_kind(name)
-    if kind in ("bool", "int"):
-        return kind
+    if field_kind(name) == "bool":
+        return "bool"
     return "text"
 
 
@@ -71,16 +69,13 @@ def to_widget(name: str, value: Any) -> Any:
     """A spec value as its widget holds it: text for text inputs ('256,256', '1e-05', 'all').
 
     A value its widget cannot hold (a hand-edited scenario.json: dataset 'foo', epochs 0) becomes the
-    default for a selectbox / checkbox / number input; text keeps it, so the form says what is wrong.
+    default for a selectbox or a checkbox; text keeps it, so the form says what is wrong.
     """
     kind = widget_kind(name)
     if kind == "select":
         return value if value in CHOICES[name] else DEFAULTS[name]
     if kind == "bool":
         return value if isinstance(value, bool) else DEFAULTS[name]
-    if kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= INT_MIN.get(name, 0)
-        return value if ok else DEFAULTS[name]
     if value is None:
         return "all"          # train_subset: no cap
     if isinstance(value, (list, tuple)):
@@ -121,7 +116,8 @@ def form_state(spec_fields: Mapping[str, Any], prefix: str = NEW_PREFIX, *,
     Fields not in spec_fields get the spec's defaults, so loading a preset or a clone resets the rest.
     Unknown keys (a scenario.json from another version) are ignored.
     """
-    merged = {**DEFAULTS, **{k: v for k, v in spec_fields.items() if k in DEFAULTS}}
+    from trainlib.dataroot import default_data_dir
+    merged = {**DEFAULTS, "data_dir": default_data_dir(), **{k: v for k, v in spec_fields.items() if k in DEFAULTS}}
     state = {field_key(name, prefix): to_widget(name, merged[name]) for name in field_names()}
     axis_items = list((axes or {}).items())
     if len(axis_items) > MAX_AXES:
@@ -174,7 +170,12 @@ def combination_errors(spec: ScenarioSpec) -> dict[str, str]:
     if spec.loss != "auto" and spec.loss not in allowed:
         errors["loss"] = (f"loss: {spec.loss!r} does not fit a {task} task (dataset {spec.dataset!r}); "
                           f"allowed: auto, {', '.join(allowed)}")
-    if spec.dataset == "imagefolder" and not Path(spec.data_dir).is_dir():
+    # Imported here: this function is the only part of the module that needs the server's data root.
+    from trainlib.dataroot import data_root_errors
+    # Outside the data root nothing is looked at, not even whether the folder exists (that would tell
+    # anyone on the network which paths this machine has).
+    errors.update(data_root_errors(spec))
+    if spec.dataset == "imagefolder" and "data_dir" not in errors and not Path(spec.data_dir).is_dir():
         errors["data_dir"] = (f"data_dir: {spec.data_dir!r} is not a folder; imagefolder needs a folder "
                               f"with one sub-folder of images per class")
     try:
@@ -347,8 +348,39 @@ def preview_frame(specs: Sequence[ScenarioSpec]) -> pd.DataFrame:
         differ = [k for k in field_names() if k not in skip and dicts[0][k] != default[k]]
     else:
         differ = [k for k in field_names() if k not in skip and len({repr(d[k]) for d in dicts}) > 1]
-    rows = [{"name": d["name"], **{k: format_value(d[k]) for k in differ}} for d in dicts]
-    return pd.DataFrame(rows, columns=["name", *differ])
+    # The dataset always shows: training on another dataset than the one in mind must be visible.
+    columns = ["dataset", *(k for k in differ if k != "dataset")]
+    rows = [{"name": d["name"], **{k: format_value(d[k]) for k in columns}} for d in dicts]
+    return pd.DataFrame(rows, columns=["name", *columns])
+
+
+def shared_settings(specs: Sequence[ScenarioSpec]) -> str:
+    """What every scenario of the list trains on, in one line: 'All 4 runs: dataset mnist (data folder
+    data/digits) · model mlp 256x256 · adam lr 0.001 · batch 64 · 5 epochs'. The preview table lists
+    only what differs, so this line is where a wrong dataset or folder shows before Run."""
+    if not specs:
+        return ""
+    first = specs[0]
+
+    def same(name: str) -> bool:
+        return all(getattr(s, name) == getattr(first, name) for s in specs)
+
+    parts = []
+    if same("dataset"):
+        folder = same("data_dir") and (first.dataset in TORCHVISION_LAYOUT or first.dataset == "imagefolder")
+        parts.append(f"dataset {first.dataset}" + (f" (data folder {first.data_dir})" if folder else ""))
+    if same("model"):
+        widths = first.hidden_sizes if first.model == "mlp" else first.channels if first.model == "cnn" else ()
+        shape = f" {format_value(widths)}" if widths and same("hidden_sizes") and same("channels") else ""
+        parts.append(f"model {first.model}{shape}")
+    if same("optimizer") and same("lr"):
+        parts.append(f"{first.optimizer} lr {format_value(first.lr)}")
+    if same("batch_size"):
+        parts.append(f"batch {first.batch_size}")
+    if same("epochs"):
+        parts.append(f"{first.epochs} epoch{'s' if first.epochs != 1 else ''}")
+    who = "The run" if len(specs) == 1 else f"All {len(specs)} runs"
+    return f"{who}: " + " · ".join(parts) if parts else ""
 
 
 def nice_lr(lr: float) -> float:

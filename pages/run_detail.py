@@ -5,23 +5,33 @@
 The run shown is, in order: the one another page handed over in st.session_state[SELECTED_RUN],
 the `run` query parameter, the newest run. The evaluation (confusion matrix, misclassified images,
 decision boundary) uses the best epoch's checkpoint and is cached per run and checkpoint time.
+Looking at a run reads only: data and weights only from inside the server's data root (see
+trainlib/dataroot.py), nothing downloaded, nothing created. Names, tags and error texts are
+shown as text (dashboard.text.plain), never as Markdown.
 """
 from __future__ import annotations
 
+from dashboard.shell import run_through_app
+
+run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
+
 import json
+import math
+import numbers
 
 import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from dashboard import figures, tables
-from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner, run_through_app
+from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner
+from dashboard.text import plain
 from trainlib.analysis import analyze_run, model_summary
 from trainlib.data import task_of
+from trainlib.dataroot import data_root_errors
 from trainlib.spec import ScenarioSpec
 from trainlib.store import ACTIVE_STATES, CHECKPOINT
 
-run_through_app()
 
 POLL_EVERY = "1s"
 RUN_KEY = "detail_run"          # the run picker's widget state
@@ -41,6 +51,28 @@ def cached_model_summary(spec_json: str) -> tuple[list[dict], int]:
     return model_summary(json.loads(spec_json))
 
 
+def number(value) -> float | None:
+    """A finite number from a run's files, else None: a hand-edited file may hold anything there."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:        # an integer beyond float range
+        return None
+    return value if math.isfinite(value) else None
+
+
+def percent(value) -> str:
+    value = number(value)
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
+def whole(value) -> int | None:
+    """A count (an epoch) as int, else None."""
+    value = number(value)
+    return int(value) if value is not None and value >= 0 and value.is_integer() else None
+
+
 store = get_runner().store
 runs = store.list_runs()
 
@@ -56,7 +88,7 @@ by_id = runs.set_index("run_id", drop=False)
 handed_over = st.session_state.get(SELECTED_RUN)
 asked = handed_over or st.query_params.get("run")
 if asked and asked not in by_id.index:
-    st.warning(f"There is no run {asked!r} in {store.root} (deleted?): showing the newest run instead.")
+    st.warning(plain(f"There is no run {asked!r} in {store.root} (deleted?): showing the newest run instead."))
     st.session_state.pop(SELECTED_RUN, None)
     asked = None
 current = st.session_state.get(RUN_KEY)
@@ -77,27 +109,31 @@ st.query_params["run"] = run_id          # the address bar now names this run: s
 try:
     run = store.read_run(run_id)
 except Exception as exc:
-    st.error(f"Run folder {run_id} cannot be read: {type(exc).__name__}: {exc}")
+    st.error(plain(f"Run folder {run_id} cannot be read: {exc.args[0] if isinstance(exc, KeyError) else exc}"))
     st.stop()
 
 folder = store.folder(run_id)
 spec_dict, status, summary = run["spec"], run["status"], run["summary"]
+row = by_id.loc[run_id]          # the same values as text and numbers of one type each (list_runs)
 state = status.get("state")
 live = state in ACTIVE_STATES
-name = spec_dict.get("name", run_id)
+name = row["name"]
 is_regression = task_of(str(spec_dict.get("dataset"))) == "regression"
 
 # ----------------------------------------------------------------------------- header and problems
-st.header(name)
-st.caption(" · ".join(part for part in (
-    f"run {run_id}", f"sweep {status['sweep']}" if status.get("sweep") else "",
-    f"tags {', '.join(spec_dict.get('tags') or [])}" if spec_dict.get("tags") else "",
-    f"dataset {spec_dict.get('dataset')}", f"model {spec_dict.get('model')}") if part))
+st.header(plain(name))
+st.caption(" · ".join(plain(part) for part in (
+    f"run {run_id}", f"sweep {row['sweep']}" if isinstance(row["sweep"], str) else "",
+    f"tags {row['tags'].replace(',', ', ')}" if isinstance(row["tags"], str) and row["tags"] else "",
+    f"dataset {row['dataset']}", f"model {row['model']}") if part))
+error = row["error"] if isinstance(row["error"], str) and row["error"] else None
 if state in PROBLEM_STATES:
-    st.error(f"**This run {state}.**  \n{status.get('error') or 'No error message was recorded.'}", icon=":material/error:")
+    st.error(f"**This run {state}.**  \n{plain(error or 'No error message was recorded.')}", icon=":material/error:")
 elif state in ("stopped", "interrupted"):
-    st.warning(f"**This run was {state}** after epoch {status.get('epoch', 0)} of {status.get('epochs')}."
-               + (f"  \n{status['error']}" if status.get("error") else ""), icon=":material/pause_circle:")
+    st.warning(f"**This run was {state}** after epoch {row['epoch']} of {whole(row['epochs']) or '?'}."
+               + (f"  \n{plain(error)}" if error else ""), icon=":material/pause_circle:")
+for problem in run["problems"]:
+    st.warning(plain(f"Part of this run's folder cannot be read: {problem}"), icon=":material/warning:")
 
 # ----------------------------------------------------------------------------- actions
 try:
@@ -118,8 +154,8 @@ def forget_delete() -> None:
 # so its buttons work whether the dialog reruns alone (browser) or with the page (AppTest).
 @st.dialog("Delete this run?", on_dismiss=forget_delete)
 def confirm_delete(run_id: str, name: str) -> None:
-    st.write(f"**{name}** ({run_id}) and its whole folder go: metrics, checkpoint, TensorBoard logs. "
-             "This cannot be undone.")
+    st.write(f"**{plain(name)}** ({plain(run_id)}) and its whole folder go: metrics, checkpoint, TensorBoard "
+             "logs. This cannot be undone.")
     yes, no = st.columns(2)
     if yes.button("Delete it", type="primary", key="detail_delete_yes", width="stretch"):
         store.delete(run_id)
@@ -135,7 +171,7 @@ def confirm_delete(run_id: str, name: str) -> None:
 
 deleted = st.session_state.pop("detail_deleted", None)
 if deleted:
-    st.toast(f"Deleted {deleted}")
+    st.toast(plain(f"Deleted {deleted}"))
 
 clone_col, delete_col, _ = st.columns([1, 1, 3])
 if clone_col.button("Clone and edit", icon=":material/edit:", key="detail_clone", width="stretch",
@@ -153,10 +189,6 @@ if st.session_state.get(CONFIRM_DELETE) == run_id and not live:
 
 
 # ----------------------------------------------------------------------------- status and curves
-def percent(value) -> str:
-    return "—" if value is None or pd.isna(value) else f"{100 * float(value):.2f} %"
-
-
 @st.fragment(run_every=POLL_EVERY if live else None)
 def show_progress(run_id: str, was_live: bool) -> None:
     try:
@@ -168,8 +200,9 @@ def show_progress(run_id: str, was_live: bool) -> None:
     if was_live and status_now.get("state") not in ACTIVE_STATES:
         st.rerun()          # it ended: a full rerun turns polling off and evaluates the checkpoint
     metrics = store.load_metrics([run_id])
+    unreadable = [reason for _, reason in metrics.attrs.get("skipped", [])]    # 'metrics.csv cannot be read: ...'
     results = tables.run_results(metrics, run_id)
-    epoch, epochs = status_now.get("epoch", 0) or 0, status_now.get("epochs") or spec_dict.get("epochs")
+    epoch, epochs = whole(status_now.get("epoch")) or 0, whole(status_now.get("epochs")) or whole(row["epochs"])
     cells = st.columns(5)
     cells[0].metric("State", status_now.get("state"))
     cells[1].metric("Epochs", f"{epoch} / {epochs}")
@@ -180,6 +213,10 @@ def show_progress(run_id: str, was_live: bool) -> None:
     cells[4].metric("Training time", "—" if results["seconds"] is None else f"{results['seconds']:.1f} s")
     if status_now.get("state") in ACTIVE_STATES and epochs:
         st.progress(min(epoch / epochs, 1.0), text=f"{status_now.get('state')}: epoch {epoch} of {epochs}")
+    for reason in unreadable:
+        st.error(plain(reason), icon=":material/error:")
+    if unreadable:
+        return
     if metrics.empty:
         st.info("No finished epochs yet: the curves appear after the first one.")
         return
@@ -202,16 +239,20 @@ show_progress(run_id, live)
 # ----------------------------------------------------------------------------- the trained model
 evaluation_tab, model_tab, scenario_tab, files_tab = st.tabs(["Evaluation", "Model", "Scenario", "Files"])
 checkpoint = folder / CHECKPOINT
+# Data and weights outside the data root are never read here (the server may be open to a network).
+outside_root = "; ".join(data_root_errors(spec_dict).values())
 report, report_error = None, None
-if checkpoint.is_file():
+if checkpoint.is_file() and not outside_root:
     try:
         report = cached_analysis(run_id, checkpoint.stat().st_mtime, str(folder))
     except Exception as exc:
         report_error = f"{type(exc).__name__}: {exc}"
 
 with evaluation_tab:
-    if report_error:
-        st.error(f"The checkpoint could not be evaluated: {report_error}")
+    if outside_root:
+        st.warning(plain(f"Not evaluated: {outside_root}"), icon=":material/folder_off:")
+    elif report_error:
+        st.error(plain(f"The checkpoint could not be evaluated: {report_error}"))
     elif report is None:
         st.info("No checkpoint yet: the evaluation appears once the run has finished an epoch.")
     else:
@@ -242,19 +283,23 @@ with evaluation_tab:
                 for cell, (image, true, predicted) in zip(cells, wrong[start:start + IMAGES_PER_ROW]):
                     # Whole-pixel upscaling to about 112 px: small digits stay crisp, big photos stay as they are.
                     factor = max(1, 112 // image.shape[1])
-                    cell.image(figures.enlarge(image, factor), caption=f"{true} → {predicted}", width="stretch")
+                    cell.image(figures.enlarge(image, factor), caption=plain(f"{true} → {predicted}"),
+                               width="stretch")
         if report["task"] == "regression":
             st.info("A regression run: no classes, so no confusion matrix. Its curves above show the MSE loss.")
 
 with model_tab:
     if report is not None:
         layers, parameters = report["layers"], report["parameters"]
+    elif outside_root:
+        layers, parameters = None, None
+        st.warning(plain(f"The model is not built: {outside_root}"), icon=":material/folder_off:")
     else:
         try:
             layers, parameters = cached_model_summary(json.dumps(spec_dict, sort_keys=True))
         except Exception as exc:
             layers, parameters = None, None
-            st.error(f"The model cannot be built from this scenario: {type(exc).__name__}: {exc}")
+            st.error(plain(f"The model cannot be built from this scenario: {type(exc).__name__}: {exc}"))
     if layers is not None:
         st.metric("Parameters", f"{parameters:,}")
         st.dataframe(pd.DataFrame(layers), hide_index=True, width="stretch",
@@ -270,7 +315,7 @@ with scenario_tab:
         st.json(status)
 
 with files_tab:
-    st.caption(f"Folder: {folder}")
+    st.caption(plain(f"Folder: {folder}"))
     if checkpoint.is_file():
         st.download_button(f"Download {CHECKPOINT} (best epoch's weights, optimizer, scenario)",
                            data=checkpoint.read_bytes,    # read only when clicked
@@ -280,7 +325,7 @@ with files_tab:
         st.caption(f"No {CHECKPOINT} yet.")
     metrics_path = folder / "metrics.csv"
     if metrics_path.is_file():
-        st.download_button("Download metrics.csv", data=metrics_path.read_text(encoding="utf-8"),
+        st.download_button("Download metrics.csv", data=metrics_path.read_bytes,    # as it is, when clicked
                            file_name=f"{run_id}-metrics.csv", mime="text/csv", on_click="ignore",
                            key="detail_download_metrics")
     st.caption(f"TensorBoard: `tensorboard --logdir {store.root}`")

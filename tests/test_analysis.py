@@ -2,14 +2,17 @@
 accuracy, misclassified images, decision boundary), checked against the engine's own numbers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from trainlib import RunStore, ScenarioSpec, create_scenario, evaluate, train
+from trainlib import DatasetUnavailable, RunStore, ScenarioSpec, create_scenario, evaluate, train
 from trainlib.analysis import (analyze_run, confusion_matrix, data_points, decision_grid, load_trained,
                                misclassified, model_summary, per_class_accuracy, predict, predicted_labels)
 from trainlib.models import count_parameters
+from trainlib.store import read_json
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +116,48 @@ def test_model_summary_of_an_untrained_spec():
     layers, parameters = model_summary(spec.to_dict())
     assert [row["type"] for row in layers] == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
     assert parameters == count_parameters(create_scenario(spec, device="cpu").model) == 784 * 16 + 16 + 16 * 3 + 3
+
+
+# ----------------------------------------------------------------------------- reading a run creates nothing
+def mnist_run_by_hand(store: RunStore, data_dir) -> Path:
+    """A finished-looking MNIST run with a checkpoint, written without its data (no training)."""
+    from trainlib.models import build_model
+    from trainlib.store import CHECKPOINT, update_status, write_json
+    spec = ScenarioSpec(name="digits", dataset="mnist", data_dir=str(data_dir), hidden_sizes=(8,), epochs=1,
+                        device="cpu")
+    folder = store.new_run(spec)
+    model = build_model(spec, (1, 28, 28), 10)
+    torch.save({"epoch": 1, "best_loss": 0.5, "model_state": model.state_dict()}, folder / CHECKPOINT)
+    update_status(folder, state="finished", epoch=1)
+    write_json(folder / "summary.json", {"test_acc": 0.5})
+    return folder
+
+
+def test_evaluating_a_run_whose_dataset_files_are_absent_creates_nothing(tmp_path):
+    """torchvision's download=True made <data_dir>/MNIST/raw wherever scenario.json pointed."""
+    folder = mnist_run_by_hand(RunStore(tmp_path / "runs"), tmp_path / "nowhere" / "deep")
+    before = {p for p in tmp_path.rglob("*") if p.is_dir()}
+    expected = f"the dataset files are not in {tmp_path / 'nowhere' / 'deep' / 'MNIST' / 'raw'}"
+    with pytest.raises(DatasetUnavailable, match="^" + expected):
+        analyze_run(folder)
+    with pytest.raises(DatasetUnavailable, match="^" + expected):
+        model_summary(read_json(folder / "scenario.json"))
+    assert {p for p in tmp_path.rglob("*") if p.is_dir()} == before
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_mnist_run_is_evaluated_through_torchvision(tmp_path, no_download):
+    """The real path on small data: IDX files in torchvision's layout, read by its MNIST class."""
+    from test_data import write_idx_mnist
+    write_idx_mnist(tmp_path / "data", n_train=50, n_test=20)
+    store = RunStore(tmp_path / "runs")
+    spec = ScenarioSpec(name="digits", dataset="mnist", data_dir=str(tmp_path / "data"), hidden_sizes=(8,),
+                        epochs=1, device="cpu")
+    folder = store.new_run(spec)
+    train(create_scenario(spec, log_folder=folder))
+    report = analyze_run(folder)
+    assert report["samples"] == 20 and report["confusion"].to_numpy().sum() == 20
+    assert report["class_names"][0].startswith("0") and len(report["per_class"]) == 10
+    assert all(image.shape == (28, 28) for image, _, _ in report["misclassified"])
+    layers, parameters = model_summary(spec)
+    assert parameters == 784 * 8 + 8 + 8 * 10 + 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from dashboard.state import PREFILL_SPEC, SELECTED_RUN
 from trainlib import Runner, RunStore, ScenarioSpec, create_scenario, train
 from trainlib.analysis import load_trained
 from trainlib.models import count_parameters
-from trainlib.store import update_status
+from dashboard.text import plain
+from trainlib.store import CHECKPOINT, read_json, update_status, write_json
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "run_detail.py")
 
@@ -191,3 +193,112 @@ def test_clone_and_edit_through_the_app_opens_new_experiment(trained, page):
     at.button(key="detail_clone").click().run()
     assert not at.exception
     assert [t.value for t in at.title] == ["New experiment"]
+
+
+# ----------------------------------------------------------------------------- odd names, broken files, data
+def shown(markdown: str) -> str:
+    """Markdown source as the reader sees it: backslash escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def copied_run(trained, tmp_path, name: str = "moons-mlp") -> Path:
+    """A copy of one of the module's trained runs in a runs folder of this test's own."""
+    source = trained["store"].folder(trained["ids"][name])
+    target = tmp_path / "runs" / source.name
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_name_with_markdown_is_shown_as_text(trained, page, tmp_path):
+    """A name is text: '![x](http://host/p.png)' must not make every viewer's browser fetch that address."""
+    folder = copied_run(trained, tmp_path)
+    name = "![x](http://host/p.png) **bold** [link](http://host)"
+    spec = read_json(folder / "scenario.json")
+    write_json(folder / "scenario.json", {**spec, "name": name, "tags": ["![t](http://host/t.png)"]})
+    update_status(folder, sweep="[s](http://host/s)", state="failed", error="![e](http://host/e.png)")
+    at = page(root=tmp_path / "runs")
+    assert not at.exception
+    (header,) = at.header
+    assert header.value == plain(name) and shown(header.value) == name
+    every_text = [e.value for kind in ("header", "caption", "error", "warning", "info", "markdown")
+                  for e in at.get(kind)]
+    assert not [text for text in every_text if "](http" in text]        # no link or image syntax left as such
+    assert any(shown(text).startswith(f"run {folder.name} · sweep [s](http://host/s) · tags ![t]")
+               for text in every_text)
+    errors = [shown(e.value) for e in at.error]
+    assert any(e.startswith("**This run failed.**") and e.endswith("![e](http://host/e.png)") for e in errors)
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "it is not UTF-8 text"),
+    (b"loss,accuracy\n0.5,0.8\n", "it has no 'epoch' column (its columns: 'loss', 'accuracy')"),
+])
+def test_an_unreadable_metrics_csv_is_said_and_the_rest_of_the_page_works(trained, page, tmp_path, content, why):
+    """A binary metrics.csv raised UnicodeDecodeError (download button); one without epoch, KeyError."""
+    folder = copied_run(trained, tmp_path)
+    (folder / "metrics.csv").write_bytes(content)
+    at = page(root=tmp_path / "runs")
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [shown(e.value) for e in at.error]
+    assert any(e.startswith(f"metrics.csv cannot be read: {why}") for e in errors), errors
+    assert "Decision boundary" in chart_specs(at)                     # the evaluation still shows
+    assert {m.label: m.value for m in at.metric}["State"] == "finished"
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert "Download metrics.csv" in labels and any(CHECKPOINT in label for label in labels)
+
+
+def folders_under(path: Path) -> set[Path]:
+    return {p for p in path.rglob("*") if p.is_dir()}
+
+
+def test_viewing_a_run_whose_dataset_is_absent_creates_nothing(page, tmp_path, monkeypatch, no_download):
+    """torchvision's download=True made <data_dir>/MNIST/raw: viewing a run created folders anywhere."""
+    from test_analysis import mnist_run_by_hand
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path))
+    mnist_run_by_hand(RunStore(tmp_path / "runs"), tmp_path / "nowhere" / "deep")
+    before = folders_under(tmp_path)
+    at = page(root=tmp_path / "runs")
+    assert not at.exception
+    assert folders_under(tmp_path) == before
+    expected = f"the dataset files are not in {tmp_path / 'nowhere' / 'deep' / 'MNIST' / 'raw'}"
+    assert any(expected in shown(e.value) for e in at.error), [e.value for e in at.error]
+
+
+def test_a_run_reading_outside_the_data_root_is_not_evaluated(page, tmp_path, monkeypatch, no_download):
+    """Its files are there and readable: only the server's data root keeps the page from reading them."""
+    from test_data import write_idx_mnist
+    from test_analysis import mnist_run_by_hand
+    write_idx_mnist(tmp_path / "elsewhere")
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path / "datasets"))
+    mnist_run_by_hand(RunStore(tmp_path / "runs"), tmp_path / "elsewhere")
+    at = page(root=tmp_path / "runs")
+    assert not at.exception
+    warnings = [shown(w.value) for w in at.warning]
+    expected = (f"data_dir: must be inside the data root {(tmp_path / 'datasets').resolve()} (set by "
+                f"TRAINLIB_DATA_ROOT when the server starts); got {str(tmp_path / 'elsewhere')!r}")
+    assert f"Not evaluated: {expected}" in warnings and f"The model is not built: {expected}" in warnings
+    assert "Confusion matrix" not in chart_specs(at) and not at.error
+
+
+def test_an_mnist_run_inside_the_data_root_is_evaluated_through_torchvision(page, tmp_path, monkeypatch,
+                                                                             no_download):
+    from test_data import write_idx_mnist
+    write_idx_mnist(tmp_path / "data", n_train=50, n_test=20)
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path / "data"))
+    spec = ScenarioSpec(name="digits", dataset="mnist", data_dir=str(tmp_path / "data"), hidden_sizes=(8,),
+                        epochs=1, device="cpu")
+    folder = RunStore(tmp_path / "runs").new_run(spec)
+    train(create_scenario(spec, log_folder=folder))
+    at = page(root=tmp_path / "runs")
+    assert not at.exception and not at.error and not at.warning
+    confusion = chart_specs(at)["Confusion matrix"]["data"][0]
+    assert len(confusion["x"]) == 10 and array(confusion["z"]).sum() == 20
+
+
+def test_a_folder_whose_name_is_not_utf8_does_not_take_the_page_down(trained, page, tmp_path):
+    folder = copied_run(trained, tmp_path)
+    shutil.copytree(os.fsencode(folder), os.path.join(os.fsencode(tmp_path / "runs"), b"copy\xff"))
+    at = page(root=tmp_path / "runs")
+    assert not at.exception, [e.value for e in at.exception]
+    picker = at.selectbox(key="detail_run")
+    assert picker.value == folder.name and len(picker.options) == 1

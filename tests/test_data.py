@@ -247,3 +247,125 @@ def test_split_init_and_batch_order_draw_from_independent_streams():
     assert not torch.equal(first_order, same_stream)
     other = load_data(spec.replace(seed=4))
     assert not torch.equal(bundle.val.x, other.val.x)           # the seed still drives the split
+
+
+# ----------------------------------------------------------------------------- failed loads say what to do
+def test_a_failed_download_names_the_files_and_where_without_torchvisions_noise(tmp_path, no_download):
+    """It ended with '(RuntimeError: Error downloading train-images-idx3-ubyte.gz:)'."""
+    from trainlib.data import missing_files_message
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(ScenarioSpec(dataset="mnist", data_dir=str(tmp_path)))
+    assert str(info.value) == missing_files_message("mnist", tmp_path)
+    assert str(info.value).endswith("; then run again.") and "Error downloading" not in str(info.value)
+
+
+def test_a_failed_cifar_download_says_the_same(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    from trainlib.data import missing_files_message
+    monkeypatch.setattr(datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(ScenarioSpec(dataset="cifar10", data_dir=str(tmp_path)))
+    assert str(info.value) == missing_files_message("cifar10", tmp_path)      # no 'URLError: <urlopen error ...>'
+
+
+def test_files_that_fail_their_checksum_say_so(tmp_path, no_download):
+    """Placed .gz files that are not the originals: torchvision checks their md5, tries to download
+    fresh ones and fails; the message says the files are wrong, not that they are missing."""
+    import gzip
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress(b"not mnist"))
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(ScenarioSpec(dataset="mnist", data_dir=str(tmp_path)))
+    message = str(info.value)
+    assert f"the files in {raw.resolve()} do not match torchvision's checksums" in message
+    assert all(name in message for name in MNIST_FILES) and "Error downloading" not in message
+
+
+def test_files_that_cannot_be_parsed_name_the_cause(tmp_path, no_download):
+    write_idx_mnist(tmp_path, n_train=5, n_test=5)
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03 truncated")
+    with pytest.raises(DatasetUnavailable) as info:
+        load_data(ScenarioSpec(dataset="mnist", data_dir=str(tmp_path)))
+    message = str(info.value)
+    assert message.startswith(f"dataset 'mnist': the files in {(tmp_path / 'MNIST' / 'raw').resolve()} cannot be "
+                              "read (")
+    assert "Replace them with the original files" in message
+
+
+def every_folder(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_dir()}
+
+
+def test_require_dataset_files_creates_nothing(tmp_path):
+    from trainlib.data import require_dataset_files
+    before = every_folder(tmp_path)
+    with pytest.raises(DatasetUnavailable) as info:
+        require_dataset_files("mnist", tmp_path / "nowhere" / "deep")
+    assert str(info.value).startswith(f"the dataset files are not in {tmp_path / 'nowhere' / 'deep' / 'MNIST' / 'raw'}")
+    assert every_folder(tmp_path) == before
+    require_dataset_files("shapes", tmp_path / "nowhere")            # generated: nothing to find
+    write_idx_mnist(tmp_path / "data")
+    require_dataset_files("mnist", tmp_path / "data")
+
+
+# ----------------------------------------------------------------------------- the data root
+def test_data_root_is_the_environment_variable_or_data_in_the_current_folder(tmp_path, monkeypatch):
+    from trainlib.dataroot import data_root
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRAINLIB_DATA_ROOT", raising=False)
+    assert data_root() == tmp_path.resolve() / "data"
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", "sets/../datasets")
+    assert data_root() == tmp_path.resolve() / "datasets"
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", "")
+    assert data_root() == tmp_path.resolve() / "data"
+
+
+def test_paths_inside_the_data_root_pass_and_others_are_refused_by_field(tmp_path, monkeypatch):
+    from trainlib.dataroot import check_inside_data_root
+    from trainlib.spec import SpecError
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRAINLIB_DATA_ROOT", raising=False)
+    root = tmp_path.resolve() / "data"
+    (root / "mnist").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "way-out").symlink_to(tmp_path / "elsewhere")
+    for inside in ("data", "data/mnist", "data/not/yet/there", str(root / "mnist"), "./data/mnist/../mnist"):
+        assert check_inside_data_root(inside, "data_dir").is_relative_to(root)
+    for outside in ("..", ".", "", "data/../elsewhere", "/etc", "data/way-out", "data/way-out/mnist", "~",
+                    "datab", "data\x00/x"):
+        with pytest.raises(SpecError) as info:
+            check_inside_data_root(outside, "data_dir")
+        assert info.value.field == "data_dir"
+        assert str(info.value).startswith("data_dir: ")
+        if "\x00" not in outside:
+            assert (f"must be inside the data root {root} (set by TRAINLIB_DATA_ROOT when the server starts); "
+                    f"got {outside!r}") in str(info.value)
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path / "elsewhere"))
+    assert check_inside_data_root("data/way-out", "weights") == (tmp_path / "elsewhere").resolve()
+
+
+def test_data_root_errors_check_the_paths_a_scenario_reads(tmp_path, monkeypatch):
+    from trainlib.dataroot import data_root_errors
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRAINLIB_DATA_ROOT", raising=False)
+    assert data_root_errors(ScenarioSpec(dataset="mnist")) == {}                 # data_dir 'data' is the root
+    assert data_root_errors(ScenarioSpec(dataset="shapes", data_dir="/etc")) == {}   # generated: data_dir unused
+    errors = data_root_errors(ScenarioSpec(dataset="imagefolder", data_dir="/etc", model="resnet18",
+                                           weights="../w.pth"))
+    assert set(errors) == {"data_dir", "weights"} and errors["weights"].startswith("weights: must be inside")
+    assert set(data_root_errors({"dataset": "cifar10", "data_dir": 7})) == {"data_dir"}    # a raw scenario.json
+    assert data_root_errors({"dataset": ["odd"], "model": "resnet18", "weights": ""}) == {}
+
+
+def test_the_engine_and_the_cli_read_data_outside_the_data_root(tmp_path, monkeypatch, no_download, capsys):
+    """The root binds the dashboard only: the machine's own user trains from any folder."""
+    from trainlib.cli import main
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path / "root"))
+    write_idx_mnist(tmp_path / "elsewhere", n_train=30, n_test=10)
+    assert len(load_data(ScenarioSpec(dataset="mnist", data_dir=str(tmp_path / "elsewhere"))).test) == 10
+    code = main(["run", "--dataset", "mnist", "--data-dir", str(tmp_path / "elsewhere"), "--epochs", "1",
+                 "--hidden-sizes", "8", "--device", "cpu", "--runs-dir", str(tmp_path / "runs")])
+    assert code == 0 and "finished" in capsys.readouterr().out

@@ -30,7 +30,7 @@ def test_widget_values_are_text_for_text_inputs():
     assert state["t_hidden_sizes"] == "128,64"
     assert state["t_weight_decay"] == "1e-05"
     assert state["t_train_subset"] == "all"
-    assert state["t_epochs"] == 3 and state["t_batchnorm"] is True
+    assert state["t_epochs"] == "3" and state["t_batchnorm"] is True
     assert "t_unknown_key" not in state
     spec, errors = forms.read_fields({n: state[f"t_{n}"] for n in field_names()})
     assert errors == {} and spec.hidden_sizes == (128, 64) and spec.weight_decay == 1e-5
@@ -38,11 +38,11 @@ def test_widget_values_are_text_for_text_inputs():
 
 def test_a_hand_edited_scenario_fills_what_its_widgets_can_hold():
     state = forms.form_state({"dataset": "foo", "epochs": 0, "batchnorm": "yes", "seed": 1.5, "lr": "abc"}, "t_")
-    assert (state["t_dataset"], state["t_epochs"], state["t_batchnorm"], state["t_seed"]) == (
-        DEFAULTS["dataset"], DEFAULTS["epochs"], DEFAULTS["batchnorm"], DEFAULTS["seed"])
-    assert state["t_lr"] == "abc"                 # text keeps it: the form then says what is wrong
+    assert (state["t_dataset"], state["t_batchnorm"]) == (DEFAULTS["dataset"], DEFAULTS["batchnorm"])
+    # text keeps what it was given: the form then says what is wrong
+    assert (state["t_lr"], state["t_epochs"], state["t_seed"]) == ("abc", "0", "1.5")
     spec, errors = forms.read_fields({n: state[f"t_{n}"] for n in field_names()})
-    assert spec is None and list(errors) == ["lr"]
+    assert spec is None and sorted(errors) == ["epochs", "lr", "seed"]
 
 
 def test_every_bad_field_is_reported_at_once_and_names_itself():
@@ -144,13 +144,69 @@ def test_read_form_names_and_tags_the_sweep():
 def test_preview_shows_name_and_what_differs():
     specs = forms.build_grid(ScenarioSpec(), [("lr", "1e-2, 1e-3"), ("dropout", "0, 0.2")])[0]
     frame = forms.preview_frame(specs)
-    assert list(frame.columns) == ["name", "dropout", "lr"]
+    assert list(frame.columns) == ["name", "dataset", "dropout", "lr"]       # the dataset always shows
     assert len(frame) == 4 and list(frame["lr"]) == ["0.01", "0.01", "0.001", "0.001"]
     one = forms.preview_frame([ScenarioSpec(name="x", epochs=2, batchnorm=True)])
-    assert list(one.columns) == ["name", "batchnorm", "epochs"] and one.iloc[0].tolist() == ["x", "on", "2"]
+    assert list(one.columns) == ["name", "dataset", "batchnorm", "epochs"]
+    assert one.iloc[0].tolist() == ["x", "shapes", "on", "2"]
     assert list(forms.preview_frame([]).columns) == ["name"]
 
 
 def test_nice_lr_keeps_two_significant_digits():
     assert forms.nice_lr(0.0954548) == 0.095 and forms.nice_lr(3.14159e-4) == 0.00031
     assert DEFAULTS["lr"] == forms.nice_lr(DEFAULTS["lr"])
+
+
+def test_shared_settings_name_the_dataset_and_its_folder():
+    base = ScenarioSpec(dataset="mnist", data_dir="data/digits", epochs=5)
+    specs = [base.replace(name="baseline"), base.replace(name="l2", weight_decay=1e-5)]
+    line = forms.shared_settings(specs)
+    assert line.startswith("All 2 runs: dataset mnist (data folder data/digits)")
+    assert "model mlp 256x256" in line and "adam lr 0.001" in line and "batch 64" in line and "5 epochs" in line
+    assert forms.shared_settings([ScenarioSpec()]) .startswith("The run: dataset shapes · model mlp")
+    mixed = forms.shared_settings([ScenarioSpec(name="a"), ScenarioSpec(name="b", dataset="moons")])
+    assert "dataset" not in mixed          # differs: the table's dataset column shows it per run
+    assert forms.shared_settings([]) == ""
+
+
+def test_integer_fields_are_text_so_bad_typing_is_named_not_swallowed():
+    assert forms.widget_kind("epochs") == "text" and forms.to_widget("epochs", 5) == "5"
+    for typed in ("abc", "1e9", "2.5", ""):
+        spec, errors = forms.read_fields({"epochs": typed})
+        assert spec is None and errors["epochs"].startswith("epochs: expected an integer"), typed
+    spec, errors = forms.read_fields({"epochs": "0"})
+    assert spec is None and errors["epochs"].startswith("epochs: must be")
+    spec, errors = forms.read_fields({"epochs": " 12 "})
+    assert errors == {} and spec.epochs == 12
+
+
+def test_data_folders_and_weights_outside_the_data_root_are_refused_under_their_field(tmp_path, monkeypatch):
+    """data_dir is free text anyone on the network can type: the form keeps it inside the server's root."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRAINLIB_DATA_ROOT", raising=False)
+    root = tmp_path.resolve() / "data"
+    (tmp_path / "elsewhere" / "cats").mkdir(parents=True)
+    for outside in ("/etc", "..", "data/../elsewhere", str(tmp_path / "elsewhere")):
+        for dataset in ("mnist", "fashion_mnist", "cifar10"):
+            spec, errors = forms.read_fields(raw(dataset=dataset, data_dir=outside))
+            assert spec is None and errors["data_dir"].startswith(
+                f"data_dir: must be inside the data root {root} (set by TRAINLIB_DATA_ROOT when the server starts)")
+        # an image folder outside is refused as such: whether it exists is not looked at (nor told)
+        spec, errors = forms.read_fields(raw(dataset="imagefolder", model="cnn", data_dir=outside))
+        assert spec is None and "must be inside the data root" in errors["data_dir"]
+    for inside in ("data", "data/mnist", str(root / "mnist")):
+        spec, errors = forms.read_fields(raw(dataset="mnist", data_dir=inside))
+        assert errors == {} and spec.data_dir == inside
+    spec, errors = forms.read_fields(raw(dataset="imagefolder", model="cnn", data_dir="data/cats"))
+    assert "is not a folder" in errors["data_dir"]                  # inside: checked as before
+    spec, errors = forms.read_fields(raw(dataset="shapes", data_dir="/etc"))
+    assert errors == {}                                             # generated data: data_dir is not read
+    spec, errors = forms.read_fields(raw(dataset="cifar10", model="resnet18", weights="/etc/passwd"))
+    assert spec is None and errors["weights"].startswith("weights: must be inside the data root")
+    spec, errors = forms.read_fields(raw(dataset="cifar10", model="resnet18", weights="data/resnet18.pth"))
+    assert errors == {}
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path / "elsewhere"))
+    spec, errors = forms.read_fields(raw(dataset="imagefolder", model="cnn", data_dir=str(tmp_path / "elsewhere/cats")))
+    assert errors == {}
+    spec, errors = forms.read_fields(raw(dataset="mnist", data_dir="data"))
+    assert f"got 'data' (= {root})" in errors["data_dir"]

@@ -120,10 +120,12 @@ def test_corrupt_folders_are_skipped_and_reported(tiny_spec, runs_dir):
     frame = store.list_runs()
     assert frame["run_id"].tolist() == [good.name]
     skipped = dict(frame.attrs["skipped"])
-    assert set(skipped) == {bad_json.name, no_status.name, odd_state.name, not_object.name}
-    assert "JSONDecodeError" in skipped[bad_json.name]
-    assert "exploded" in skipped[odd_state.name]
-    assert "FileNotFoundError" in skipped[no_status.name]
+    assert set(skipped) == {bad_json.name, no_status.name, odd_state.name, not_object.name, "stray-file.txt"}
+    assert skipped[bad_json.name].startswith("status.json is not valid JSON (Unterminated string")
+    assert "unknown state 'exploded'" in skipped[odd_state.name]
+    assert skipped[no_status.name] == "no status.json"
+    assert skipped[not_object.name] == "scenario.json does not hold a JSON object (it holds a list)"
+    assert skipped["stray-file.txt"] == "a file, not a run folder"      # '.hidden': not a run, by convention
     # metrics of an unreadable run are skipped too, never a crash
     assert store.load_metrics([bad_json.name, "missing"]).empty
     # nor does marking interrupted runs: the queued runs with a readable status.json are marked
@@ -228,3 +230,116 @@ def test_cached_reads_follow_every_write(tmp_path):
     assert store.load_run(run_id)["train_loss"].tolist() == [0.5]
     write_atomic(folder / "metrics.csv", "epoch,train_loss\n1,0.4\n")
     assert store.load_run(run_id)["train_loss"].tolist() == [0.4]
+
+
+# ----------------------------------------------------------------------------- robustness of the readers
+def test_a_folder_whose_name_is_not_utf8_is_skipped_and_the_others_listed(tiny_spec, runs_dir, capsys):
+    """Such a name made building the DataFrame raise UnicodeEncodeError: `trainlib list` and every page went down."""
+    store = RunStore()
+    good = store.new_run(tiny_spec(name="good"))
+    bad = os.path.join(os.fsencode(runs_dir), b"bad\xff")
+    os.mkdir(bad)
+    for name in ("scenario.json", "status.json"):          # a whole run folder, only its name is wrong
+        with open(os.path.join(bad, name.encode()), "wb") as handle:
+            handle.write((good / name).read_bytes())
+    frame = store.list_runs()
+    assert frame["run_id"].tolist() == [good.name]
+    assert dict(frame.attrs["skipped"]) == {
+        "bad\\xff": "its name is not valid UTF-8, so it cannot be a run id (rename the folder)"}
+    with pytest.raises(KeyError):
+        store.read_run("bad\udcff")
+    from trainlib.cli import main
+    assert main(["list"]) == 0
+    out, err = capsys.readouterr()
+    assert good.name in out and "skipped bad\\xff: its name is not valid UTF-8" in err
+
+
+def test_write_atomic_creates_files_with_the_mode_open_would(tmp_path):
+    """mkstemp made metrics.csv and status.json 0600: another account could read the checkpoints
+    (0644) but not the metrics beside them."""
+    previous = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "metrics.csv", "epoch\n1\n")
+        write_json(tmp_path / "status.json", {"state": "queued"})
+        with open(tmp_path / "plain.txt", "w") as handle:
+            handle.write("x")
+        os.umask(0o077)
+        write_atomic(tmp_path / "private.csv", "epoch\n")
+    finally:
+        os.umask(previous)
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777      # noqa: E731
+    assert mode("metrics.csv") == mode("status.json") == mode("plain.txt") == 0o644
+    assert mode("private.csv") == 0o600                 # the umask decides, as for open()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_run_folders_files_are_readable_by_other_accounts(tiny_spec):
+    previous = os.umask(0o022)
+    try:
+        folder, _ = train_into_store(RunStore(), tiny_spec())
+    finally:
+        os.umask(previous)
+    for name in ("scenario.json", "status.json", "metrics.csv", "summary.json", CHECKPOINT):
+        assert (folder / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_read_spec_raises_a_clear_error_naming_the_file(tiny_spec):
+    store = RunStore()
+    folder = store.new_run(tiny_spec())
+    text = (folder / "scenario.json").read_text()
+    # a 400-digit lr raised OverflowError (the Runs page's Resume went down), binary text UnicodeDecodeError
+    for bad, expected in ((text.replace('"lr": 0.01', f'"lr": {10 ** 400}'), r"scenario\.json"),
+                          (text.replace('"lr": 0.01', '"lr": 1e400'), r"^lr: .*scenario\.json"),
+                          ("\xff\xfe not text", r"scenario\.json is not UTF-8 text"),
+                          ('{"lr": ', r"scenario\.json is not valid JSON"),
+                          (text.replace('"name"', '"colour": 1, "name"'), r"^colour: unknown field")):
+        (folder / "scenario.json").write_bytes(bad.encode("latin-1") if bad.startswith("\xff") else bad.encode())
+        with pytest.raises(ValueError, match=expected) as info:
+            store.read_spec(folder.name)
+        assert str(folder) in str(info.value)
+    (folder / "scenario.json").unlink()
+    with pytest.raises(ValueError, match="no scenario.json"):
+        store.read_spec(folder.name)
+    with pytest.raises(KeyError):
+        store.read_spec("no-such-run")
+
+
+def test_load_run_checks_the_columns_it_needs(tiny_spec):
+    store = RunStore()
+    folder = store.new_run(tiny_spec())
+    path = folder / "metrics.csv"
+    for content, expected in (
+            (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "it is not UTF-8 text"),
+            (b"loss,acc\n0.5,0.8\n", "it has no 'epoch' column (its columns: 'loss', 'acc')"),
+            (b"epoch,train_loss\n1,0.5\n2,abc\n", "column 'train_loss' holds text ('abc' in data row 2)"),
+            (b"epoch,train_loss\n1.5,0.5\n", "column 'epoch' must hold whole numbers (1.5 in data row 1)"),
+            (b"epoch,train_loss\n,0.5\n", "column 'epoch' must hold whole numbers")):
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as info:
+            store.load_run(folder.name)
+        assert str(info.value).startswith(f"metrics.csv cannot be read: {expected}"), info.value
+    path.write_bytes(b"epoch,train_loss,val_loss,note\n1,0.5,,first\n2,0.4,0.45,\n")   # an older, shorter file
+    metrics = store.load_run(folder.name)
+    assert list(metrics.columns) == [*METRIC_COLUMNS, "note"]
+    assert metrics["epoch"].tolist() == [1, 2] and metrics["train_loss"].tolist() == [0.5, 0.4]
+    assert metrics["val_acc"].isna().all() and metrics["val_loss"].isna().tolist() == [True, False]
+
+
+def test_a_summary_that_is_not_an_object_leaves_the_run_listed(tiny_spec):
+    store = RunStore()
+    folder = store.new_run(tiny_spec(name="kept"))
+    (folder / "summary.json").write_text("[0.9]")
+    frame = store.list_runs()
+    assert frame["name"].tolist() == ["kept"] and pd.isna(frame.loc[0, "test_acc"])
+    assert frame.attrs["problems"] == [(folder.name, "summary.json left out: summary.json does not hold a JSON "
+                                                     "object (it holds a list)")]
+    assert store.read_run(folder.name)["summary"] == {}
+
+
+def test_scenario_keys_do_not_overwrite_the_rows_own_columns(tiny_spec):
+    store = RunStore()
+    folder = store.new_run(tiny_spec(name="mine"))
+    spec = read_json(folder / "scenario.json")
+    write_json(folder / "scenario.json", {**spec, "run_id": "someone-else", "state": "finished", "colour": "red"})
+    row = store.list_runs().iloc[0]
+    assert row["run_id"] == folder.name and row["state"] == "queued" and "colour" not in row.index

@@ -5,11 +5,12 @@
     cm = confusion_matrix(targets, predicted_labels(outputs), S.data.num_classes, S.data.class_names)
     report = analyze_run("runs/20250101-120000-baseline-ab12")   # all of it as numpy/pandas, no torch
 
-Everything here reads a run folder and returns values; nothing writes to it.
+Everything here reads a run folder and returns values; nothing writes to it, and nothing is created
+anywhere: a torchvision dataset whose files are not under data_dir is an error (DatasetUnavailable,
+"the dataset files are not in DIR"), never a download.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import load_data, prepare_inputs
+from .data import load_data, prepare_inputs, require_dataset_files
 from .loop import predicted_labels
 from .models import build_model, count_parameters, summarize
 from .scenario import Scenario, create_scenario, num_outputs, resolve_loss
 from .spec import ScenarioSpec
-from .store import CHECKPOINT
+from .store import CHECKPOINT, read_json
 
 SPLITS = ("train", "val", "test")
 PREDICT_BATCH = 4096      # samples per forward pass: inference keeps no activations, so big is cheap
@@ -40,7 +41,8 @@ def load_trained(run_folder: str | Path, device: str = "cpu") -> Scenario:
     path = folder / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"no {CHECKPOINT} in {folder}: the run never finished an epoch")
-    spec = ScenarioSpec.from_dict(json.loads((folder / "scenario.json").read_text(encoding="utf-8")))
+    spec = ScenarioSpec.from_dict(read_json(folder / "scenario.json"))
+    require_dataset_files(spec.dataset, spec.data_dir)
     # No CUDA graph and plain fp32 inputs: this scenario is only evaluated, never trained.
     S = create_scenario(spec.replace(device=device, cuda_graph=False), log_folder=folder)
     checkpoint = torch.load(path, map_location=S.device, weights_only=True)
@@ -175,8 +177,10 @@ def data_points(S: Scenario, split: str = "test") -> tuple[np.ndarray, np.ndarra
 
 def model_summary(spec: ScenarioSpec | dict) -> tuple[list[dict], int]:
     """(one row per leaf layer, parameter count) of the model a spec builds, untrained: for runs
-    that have no checkpoint yet. Needs the spec's dataset (its input shape and classes)."""
+    that have no checkpoint yet. Needs the spec's dataset (its input shape and classes): for a
+    torchvision dataset its files under data_dir, since nothing is downloaded here."""
     spec = ScenarioSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    require_dataset_files(spec.dataset, spec.data_dir)
     bundle = load_data(spec)
     model = build_model(spec, bundle.input_shape, num_outputs(resolve_loss(spec, bundle.task), bundle))
     return summarize(model), count_parameters(model)

@@ -5,7 +5,9 @@
     for x, y in loader: ...                     # float inputs on `dev`, each sample once per epoch
 
 Torchvision datasets are read by torchvision's own classes (download=True); the pixels are then
-kept as one uint8 tensor, so an epoch costs no per-sample Python work.
+kept as one uint8 tensor, so an epoch costs no per-sample Python work. download=True creates
+DATA_DIR/MNIST/raw before it tries the network, so whatever only reads a run (its evaluation, its
+model summary) calls require_dataset_files() first: reading never creates folders.
 """
 from __future__ import annotations
 
@@ -88,14 +90,52 @@ def missing_files_message(name: str, root: str | os.PathLike) -> str:
             f"Put these files in {where}: {', '.join(files)}; then run again.")
 
 
+def _is_failed_download(exc: BaseException) -> bool:
+    """torchvision's ways of saying a download failed: URLError (CIFAR), 'Error downloading X:'
+    after every MNIST mirror, a refused or timed-out connection, a downloaded file with the wrong md5."""
+    from urllib.error import URLError
+    if isinstance(exc, (URLError, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (text.startswith("Error downloading") or "not found or corrupted" in text)
+
+
+def unavailable_message(name: str, root: str | os.PathLike, exc: BaseException, had_files: bool) -> str:
+    """What to tell when torchvision could not give the dataset: which files to put where, and
+    only what the cause adds to that. Without the files, a failed download is the whole story
+    (torchvision's 'Error downloading train-images-idx3-ubyte.gz:' adds nothing). With them, it
+    downloads only when a file fails its checksum; any other error is about the files' contents."""
+    if not had_files:
+        return missing_files_message(name, root)
+    folder, files = TORCHVISION_LAYOUT[name]
+    where = (Path(root) / folder).resolve()
+    replace = f"Replace them with the original files: {', '.join(files)}; then run again."
+    if _is_failed_download(exc):
+        return (f"dataset {name!r}: the files in {where} do not match torchvision's checksums (truncated, or "
+                f"not the original files) and fresh copies could not be downloaded. {replace}")
+    first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    cause = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+    return f"dataset {name!r}: the files in {where} cannot be read ({cause}). {replace}"
+
+
+def require_dataset_files(name: str, root: str | os.PathLike) -> None:
+    """Raise DatasetUnavailable unless torchvision will find dataset `name` under root without
+    downloading; a no-op for datasets that are not torchvision's. For readers of a run: torchvision's
+    download=True creates ROOT/MNIST/raw even when the download then fails."""
+    if name in TORCHVISION_LAYOUT and not files_present(name, root):
+        folder, files = TORCHVISION_LAYOUT[name]
+        raise DatasetUnavailable(f"the dataset files are not in {(Path(root) / folder).resolve()}: "
+                                 f"{name} needs {', '.join(files)} there (nothing is downloaded to look at a run)")
+
+
 def _load_torchvision(name: str, root: str) -> tuple:
     cls = _torchvision_class(name)
+    had_files = files_present(name, root)
     try:
         train = cls(root, train=True, download=True)
         test = cls(root, train=False, download=True)
-    except Exception as exc:  # torchvision raises RuntimeError, URLError or OSError by mirror; all mean the same
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DatasetUnavailable(f"{missing_files_message(name, root)} ({type(exc).__name__}: {first_line})") from exc
+    except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError... by mirror and by file
+        raise DatasetUnavailable(unavailable_message(name, root, exc, had_files)) from exc
     pools = []
     for ds in (train, test):
         pixels = torch.as_tensor(ds.data)

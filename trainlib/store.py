@@ -7,10 +7,14 @@
 
 A run folder holds scenario.json, status.json, metrics.csv, summary.json, checkpoint_best.pth and
 TensorBoard event files. Every JSON/CSV write goes to a temporary file first and is then renamed,
-so a reader never sees half a file. A folder that cannot be read is skipped and reported.
+so a reader never sees half a file. Nothing in the runs folder may take a reader down: a folder that
+cannot be read is skipped and reported (list_runs().attrs['skipped']), a part of one that cannot be
+read is left out and reported (.attrs['problems']), and the readers of one run raise KeyError (no
+such run) or ValueError naming the file, never whatever the file's bytes happened to provoke.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -18,18 +22,19 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import threading
+import unicodedata
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .loop import METRIC_COLUMNS, History
-from .spec import ScenarioSpec
+from .spec import ScenarioSpec, SpecError, check_type, field_names
 
 log = logging.getLogger("trainlib")
 RUNS_ENV = "TRAINLIB_RUNS_DIR"
@@ -59,13 +64,20 @@ def _clean(value: Any) -> Any:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write text to a hidden temporary file beside path, then rename it over path.
+
+    The temporary file is created with mode 0666 and the process umask applied, as open() would
+    (tempfile.mkstemp makes 0600 files: then a TensorBoard service or a colleague could read the
+    checkpoints but not the metrics or status beside them).
+    """
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -73,16 +85,89 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(_clean(data), indent=2, allow_nan=False))
 
 
+# A JSON escape of a UTF-16 surrogate: json.loads turns a lone one into a str that cannot be encoded.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: Any) -> Any:
+    """Strings with lone surrogates (JSON's "\\udcff") shown as their escape: pandas' arrow strings,
+    protobuf and the terminal all refuse to encode them."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
+
+
 def read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
+    """The JSON object in path. ValueError naming the file when it is not UTF-8 JSON holding an
+    object; OSError when it cannot be opened."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:   # bad JSON, an integer of over 4,300 digits, deep nesting
+        raise ValueError(f"{path.name} is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path.name} does not hold a JSON object")
-    return data
+        raise ValueError(f"{path.name} does not hold a JSON object (it holds a {type(data).__name__})")
+    return _encodable(data) if _SURROGATE_ESCAPE.search(text) else data
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """metrics.csv with every METRIC_COLUMNS column numeric (columns an older file lacks are added,
+    empty) and whole epochs; empty with the standard columns when there is no file or it is empty.
+
+    Anything else raises ValueError('metrics.csv cannot be read: ...'), so a page can say it and go on.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+
+    def unreadable(why: str) -> ValueError:
+        return ValueError(f"{path.name} cannot be read: {why}")
+
+    try:
+        frame = pd.read_csv(path, encoding="utf-8-sig")      # a spreadsheet may have added a BOM
+    except UnicodeDecodeError as exc:
+        raise unreadable(f"it is not UTF-8 text (byte {exc.start})") from None
+    except Exception as exc:             # pandas' ParserError, EmptyDataError, OSError...
+        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise unreadable(f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__) from None
+    if "epoch" not in frame.columns:
+        shown = ", ".join(repr(str(c))[:40] for c in frame.columns[:8])
+        raise unreadable(f"it has no 'epoch' column (its columns: {shown})")
+    for column in METRIC_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = float("nan")
+            continue
+        values = frame[column]
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = numbers.isna() & values.notna()
+        if text.any():
+            row = int(text.to_numpy().argmax())
+            raise unreadable(f"column {column!r} holds text ({str(values.iloc[row])[:40]!r} in data row {row + 1})")
+        frame[column] = numbers.astype("float64") if column != "epoch" else numbers
+    epochs = frame["epoch"]
+    whole = epochs.notna() & np.isfinite(epochs.astype("float64")) & (epochs.astype("float64") % 1 == 0)
+    if not whole.all():
+        row = int((~whole).to_numpy().argmax())
+        cell = "an empty cell" if pd.isna(epochs.iloc[row]) else str(epochs.iloc[row])
+        raise unreadable(f"column 'epoch' must hold whole numbers ({cell} in data row {row + 1})")
+    frame["epoch"] = epochs.astype("int64")
+    extras = [c for c in frame.columns if c not in METRIC_COLUMNS]
+    return frame[[*METRIC_COLUMNS, *extras]]
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")[:60] or "run"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
 
 
 # Status updates merge into the file; one lock per process keeps read-modify-write whole.
@@ -122,11 +207,8 @@ class RunRecorder:
             write_json(self.folder / "scenario.json", spec.to_dict())
 
     def previous_records(self, up_to_epoch: int) -> list[dict]:
-        path = self.folder / "metrics.csv"
-        if not path.exists():
-            return []
-        frame = pd.read_csv(path)
-        return frame[frame["epoch"] <= up_to_epoch].to_dict("records")
+        frame = read_metrics(self.folder / "metrics.csv")
+        return frame[frame["epoch"] <= up_to_epoch][METRIC_COLUMNS].to_dict("records")
 
     def _tensorboard(self):
         if self.writer is None:
@@ -217,6 +299,119 @@ def _stamp(*paths: Path) -> tuple:
     return tuple(out)
 
 
+def printable_name(name: str) -> str:
+    """A folder name as text that can be shown and encoded: bytes that are not UTF-8 as \\xff."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def unaddressable(name: str) -> str | None:
+    """Why a folder name cannot be a run id, or None. Pages put run ids in addresses, widget keys,
+    tables and JSON: such an id must be encodable text without path separators."""
+    if not name or name.startswith("."):
+        return "a hidden name (starting with '.') is not a run"
+    if any(unicodedata.category(c) == "Cs" for c in name):
+        return "its name is not valid UTF-8, so it cannot be a run id (rename the folder)"
+    if "/" in name or "\\" in name:
+        return "its name holds a slash or a backslash, so it cannot be a run id (rename the folder)"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "its name holds control characters, so it cannot be a run id (rename the folder)"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unreadable:
+    """A cached read that failed, and why."""
+    reason: str
+
+
+def _reason(exc: Exception) -> str:
+    """Why a run was skipped: the store's own KeyError/ValueError say it; anything else is named."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
+
+# Columns of list_runs() that come from status.json and summary.json; spec fields follow them.
+STATUS_COLUMNS = ("run_id", "state", "sweep", "epoch", "epochs", "created_at", "started_at", "ended_at", "error",
+                  "engine")
+SUMMARY_COLUMNS = ("test_acc", "test_loss", "best_epoch", "best_val_loss", "final_val_acc", "seconds")
+RUN_FILES = ("scenario.json", "status.json", "summary.json")
+_INT64_MAX = 2 ** 63 - 1
+
+
+def _text(value: Any) -> str | None:
+    """A free-text status value as text (None stays None): a hand-edited file may hold anything."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)[:200] if isinstance(value, (list, dict)) else str(value)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number as float, else None (null, text, NaN/inf, an integer beyond float range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int | None:
+    """A whole number >= 0 that fits a table column, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        return None
+    return value
+
+
+def _spec_cell(name: str, value: Any) -> Any:
+    """A spec value as list_runs() shows it (tuples joined by ','); ValueError when it is not of
+    the field's type, so the row gets None there and the run a problem, not the table an odd cell."""
+    try:
+        checked = check_type(name, value)
+    except Exception as exc:        # SpecError, or OverflowError for an integer beyond float range
+        raise ValueError(f"scenario.json's {name} left out: {exc}") from None
+    if isinstance(checked, tuple):
+        return ",".join(map(str, checked))
+    if isinstance(checked, float) and not math.isfinite(checked):
+        raise ValueError(f"scenario.json's {name} left out: {value!r} is not a finite number")
+    if isinstance(checked, int) and not isinstance(checked, bool) and abs(checked) > _INT64_MAX:
+        raise ValueError(f"scenario.json's {name} left out: {value} is too large")
+    return checked
+
+
+def run_row(run_id: str, run: dict) -> tuple[dict, list[str]]:
+    """(one list_runs() row, what was left out of it) from read_run()'s dict. Every cell has the
+    type its column promises, whatever the files hold: pages sort, sum and format these columns."""
+    spec, status, summary = run["spec"], run["status"], run["summary"]
+    problems = list(run.get("problems", []))
+    row: dict[str, Any] = {}
+    for name in SPEC_FIELD_NAMES:
+        if name not in spec:
+            row[name] = None
+            continue
+        try:
+            row[name] = _spec_cell(name, spec[name])
+        except ValueError as exc:
+            row[name] = None
+            problems.append(str(exc))
+    if not isinstance(row["name"], str) or not row["name"].strip():
+        row["name"] = run_id
+    row.update({"run_id": run_id, "state": status.get("state"), "sweep": _text(status.get("sweep")) or None,
+                "epoch": _count(status.get("epoch")) or 0,
+                "epochs": _count(status.get("epochs")) or row["epochs"],
+                "created_at": _text(status.get("created_at")), "started_at": _text(status.get("started_at")),
+                "ended_at": _text(status.get("ended_at")), "error": _text(status.get("error")),
+                "engine": _text(status.get("engine"))})
+    for key in SUMMARY_COLUMNS:
+        row[key] = _count(summary.get(key)) if key == "best_epoch" else _number(summary.get(key))
+    return row, problems
+
+
+SPEC_FIELD_NAMES = tuple(field_names())
+RUN_COLUMNS = [*STATUS_COLUMNS, *SUMMARY_COLUMNS, *(n for n in SPEC_FIELD_NAMES if n not in STATUS_COLUMNS)]
+
+
 class RunStore:
     """The folder of runs. Reads are cached per file stamp: a dashboard polls every second from
     every open tab, and only the runs that changed since are read and parsed again."""
@@ -226,20 +421,42 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._cache: dict[tuple[str, str], tuple[tuple, Any]] = {}
         self._cache_lock = threading.Lock()
+        self._logged: set[tuple[str, str]] = set()     # (run_id, reason) already logged as skipped
 
     def _cached(self, kind: str, run_id: str, stamp: tuple, read):
+        """read() once per stamp. A ValueError (a file that cannot be read) is remembered too, and
+        raised again until the files change: a broken folder costs a poll nothing."""
         with self._cache_lock:
             hit = self._cache.get((kind, run_id))
         if hit is not None and hit[0] == stamp:
-            return hit[1]
-        value = read()
-        with self._cache_lock:
-            self._cache[(kind, run_id)] = (stamp, value)
+            value = hit[1]
+        else:
+            try:
+                value = read()
+            except ValueError as exc:
+                value = _Unreadable(str(exc))
+            with self._cache_lock:
+                self._cache[(kind, run_id)] = (stamp, value)
+        if isinstance(value, _Unreadable):
+            raise ValueError(value.reason)
         return value
+
+    def _forget(self, keep: set[str]) -> None:
+        """Drop the cache entries of runs that are gone (deleted by hand, renamed)."""
+        with self._cache_lock:
+            for key in [key for key in self._cache if key[1] not in keep]:
+                del self._cache[key]
+            self._logged = {item for item in self._logged if item[0] in keep}
+
+    def _log_skip(self, run_id: str, what: str, reason: str) -> None:
+        """Log a skipped run once, not at every poll of every open page."""
+        if (run_id, reason) not in self._logged:
+            self._logged.add((run_id, reason))
+            log.warning("skipping %s of %s: %s", what, run_id, reason)
 
     def folder(self, run_id: str) -> Path:
         path = self.root / run_id
-        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith(".") or not path.is_dir():
+        if not isinstance(run_id, str) or unaddressable(run_id) or not path.is_dir():
             raise KeyError(f"no run {run_id!r} in {self.root}")
         return path
 
@@ -253,89 +470,156 @@ class RunStore:
                       error=None, pid=os.getpid(), host=socket.gethostname())
         return folder
 
+    def entries(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """(run ids, sorted; [(printable name, why it is not a run)]) of the runs folder's entries.
+
+        Hidden names ('.runners', an editor's or a file manager's files) are passed over in silence:
+        they are not runs by convention, and reporting them would repeat at every listing."""
+        ids, skipped = [], []
+        try:
+            listing = [entry for entry in os.scandir(self.root) if not entry.name.startswith(".")]
+        except FileNotFoundError:
+            return [], []
+        for entry in listing:
+            why = unaddressable(entry.name)
+            if why is None:
+                try:
+                    if not entry.is_dir():
+                        why = ("a link that does not lead to a folder" if entry.is_symlink()
+                               else "a file, not a run folder")
+                except OSError as exc:
+                    why = f"cannot be inspected ({exc.strerror or exc})"
+            if why is None:
+                ids.append(entry.name)
+            else:
+                skipped.append((printable_name(entry.name), why))
+        return sorted(ids), sorted(skipped)
+
     def run_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return self.entries()[0]
 
     def read_run(self, run_id: str) -> dict:
-        """{'run_id', 'spec', 'status', 'summary'} for one folder; raises if it cannot be read.
-        The dicts may be shared with other callers: read them, do not change them."""
+        """{'run_id', 'spec', 'status', 'summary', 'problems'} for one folder: the files as they are
+        ('problems' lists the optional parts left out, e.g. a summary.json that is not an object).
+
+        Raises KeyError when there is no such run, ValueError naming the file when a needed part
+        cannot be read. The dicts may be shared with other callers: read them, do not change them."""
         folder = self.folder(run_id)
-        files = [folder / name for name in ("scenario.json", "status.json", "summary.json")]
-        return self._cached("run", run_id, _stamp(*files), lambda: self._read_run_files(run_id, folder))
+        return self._cached("run", run_id, self._run_stamp(folder), lambda: self._read_run_files(run_id, folder))
+
+    @staticmethod
+    def _run_stamp(folder: Path) -> tuple:
+        try:
+            return _stamp(*(folder / name for name in RUN_FILES))
+        except OSError as exc:           # no permission to look inside
+            raise ValueError(f"the folder cannot be read ({exc.strerror or exc})") from None
+
+    @staticmethod
+    def _read_part(path: Path) -> dict:
+        try:
+            return read_json(path)
+        except FileNotFoundError:
+            raise ValueError(f"no {path.name}") from None
+        except OSError as exc:
+            raise ValueError(f"{path.name} cannot be opened ({exc.strerror or exc})") from None
 
     def _read_run_files(self, run_id: str, folder: Path) -> dict:
-        spec = read_json(folder / "scenario.json")
-        status = read_json(folder / "status.json")
-        if status.get("state") not in STATES:
-            raise ValueError(f"status.json has unknown state {status.get('state')!r}")
-        summary_path = folder / "summary.json"
-        summary = read_json(summary_path) if summary_path.exists() else {}
-        return {"run_id": run_id, "spec": spec, "status": status, "summary": summary}
+        spec = self._read_part(folder / "scenario.json")
+        status = self._read_part(folder / "status.json")
+        state = status.get("state")
+        if not isinstance(state, str) or state not in STATES:
+            raise ValueError(f"status.json has unknown state {state!r}; known: {', '.join(STATES)}")
+        summary, problems = {}, []
+        if (folder / "summary.json").exists():
+            try:
+                summary = self._read_part(folder / "summary.json")
+            except ValueError as exc:      # the run is still there to look at, stop or delete
+                problems.append(f"summary.json left out: {exc}")
+        return {"run_id": run_id, "spec": spec, "status": status, "summary": summary, "problems": problems}
 
     def list_runs(self) -> pd.DataFrame:
-        """One row per readable run: ids, state, progress, summary metrics and every spec field.
+        """One row per readable run: ids, state, progress, summary metrics and every spec field
+        (RUN_COLUMNS, each of one type: a value a file holds that does not fit becomes None).
 
-        Unreadable folders are logged and listed in .attrs['skipped'] as (run_id, reason).
+        .attrs['skipped']: [(name, reason)] of the entries that are not runs or cannot be read;
+        .attrs['problems']: [(run_id, reason)] of listed runs with a part left out.
         """
-        rows, skipped = [], []
-        for run_id in self.run_ids():
+        run_ids, skipped = self.entries()
+        rows, problems = [], []
+        for run_id in run_ids:
             try:
-                run = self.read_run(run_id)
-            except Exception as exc:
-                skipped.append((run_id, f"{type(exc).__name__}: {exc}"))
-                log.warning("skipping run folder %s: %s", run_id, exc)
+                row, left_out = self._row(run_id)
+            except Exception as exc:       # one run folder never takes the listing down
+                reason = _reason(exc)
+                skipped.append((run_id, reason))
+                self._log_skip(run_id, "run folder", reason)
                 continue
-            status, summary = run["status"], run["summary"]
-            row = {"run_id": run_id, "state": status.get("state"), "sweep": status.get("sweep"),
-                   "epoch": status.get("epoch", 0), "epochs": status.get("epochs"),
-                   "created_at": status.get("created_at"), "started_at": status.get("started_at"),
-                   "ended_at": status.get("ended_at"), "error": status.get("error"),
-                   "engine": status.get("engine")}
-            for key in ("test_acc", "test_loss", "best_epoch", "best_val_loss", "final_val_acc", "seconds"):
-                row[key] = summary.get(key)
-            for key, value in run["spec"].items():
-                row[key] = ",".join(map(str, value)) if isinstance(value, list) else value
             rows.append(row)
-        frame = pd.DataFrame(rows)
+            if left_out:
+                problems.append((run_id, "; ".join(left_out)))
+        self._forget(set(run_ids))
+        frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
         frame.attrs["skipped"] = skipped
+        frame.attrs["problems"] = problems
         return frame
 
-    def load_run(self, run_id: str) -> pd.DataFrame:
-        """The run's metrics.csv (empty with the standard columns when no epoch has finished)."""
-        path = self.folder(run_id) / "metrics.csv"
+    def _row(self, run_id: str) -> tuple[dict, list[str]]:
+        """read_run() as a list_runs() row, cached on the same stamp (a poll re-checks no values)."""
+        folder = self.folder(run_id)
+        stamp = self._run_stamp(folder)
+        return self._cached("row", run_id, stamp, lambda: run_row(run_id, self._cached(
+            "run", run_id, stamp, lambda: self._read_run_files(run_id, folder))))
 
-        def read() -> pd.DataFrame:
-            if not path.exists() or path.stat().st_size == 0:
-                return pd.DataFrame(columns=METRIC_COLUMNS)
-            return pd.read_csv(path)
-        return self._cached("metrics", run_id, _stamp(path), read).copy()
+    def load_run(self, run_id: str) -> pd.DataFrame:
+        """The run's metrics.csv (empty with the standard columns when no epoch has finished).
+        KeyError when there is no such run; ValueError('metrics.csv cannot be read: ...')."""
+        path = self.folder(run_id) / "metrics.csv"
+        try:
+            stamp = _stamp(path)
+        except OSError as exc:
+            raise ValueError(f"metrics.csv cannot be read: {exc.strerror or exc}") from None
+        return self._cached("metrics", run_id, stamp, lambda: read_metrics(path)).copy()
 
     def load_metrics(self, run_ids: list[str]) -> pd.DataFrame:
-        """Long table of several runs' metrics, with run_id and name columns; unreadable runs skipped."""
-        frames = []
+        """Long table of several runs' metrics, with run_id and name columns. Runs that cannot be
+        read are left out and listed in .attrs['skipped'] as (run_id, reason)."""
+        frames, skipped = [], []
         for run_id in run_ids:
             try:
                 frame = self.load_run(run_id)
-                name = self.read_run(run_id)["spec"].get("name", run_id)
+                name = self._row(run_id)[0]["name"]
             except Exception as exc:
-                log.warning("skipping metrics of %s: %s", run_id, exc)
+                reason = _reason(exc)
+                skipped.append((run_id, reason))
+                self._log_skip(run_id, "metrics", reason)
                 continue
             frame.insert(0, "name", name)
             frame.insert(0, "run_id", run_id)
             frames.append(frame)
-        if not frames:
-            return pd.DataFrame(columns=["run_id", "name", *METRIC_COLUMNS])
-        return pd.concat(frames, ignore_index=True)
+        out = (pd.concat(frames, ignore_index=True) if frames
+               else pd.DataFrame(columns=["run_id", "name", *METRIC_COLUMNS]))
+        out.attrs["skipped"] = skipped
+        return out
 
     def read_spec(self, run_id: str) -> ScenarioSpec:
-        return ScenarioSpec.from_dict(read_json(self.folder(run_id) / "scenario.json"))
+        """The run's scenario. KeyError when there is no such run; SpecError (a ValueError) naming
+        the field and the file, or ValueError naming the file, when scenario.json cannot be one."""
+        path = self.folder(run_id) / "scenario.json"
+        try:
+            data = self._read_part(path)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        try:
+            return ScenarioSpec.from_dict(data)
+        except SpecError as exc:
+            raise SpecError(exc.field, f"{exc.message} (in {path})") from None
+        except Exception as exc:     # a value from_dict did not foresee (OverflowError for 10**400)
+            raise ValueError(f"{path} does not hold a usable scenario ({type(exc).__name__}: {exc})") from None
 
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self.folder(run_id))
         with self._cache_lock:
-            for kind in ("run", "metrics"):
+            for kind in ("run", "row", "metrics"):
                 self._cache.pop((kind, run_id), None)
 
     def mark_interrupted(self, live_run_ids: set[str] = frozenset(), other_processes_only: bool = False) -> list[str]:
