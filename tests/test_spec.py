@@ -139,3 +139,67 @@ def test_parse_value_unknown_field():
     with pytest.raises(SpecError) as info:
         parse_value("nofield", "1")
     assert info.value.field == "nofield"
+
+
+@pytest.mark.parametrize("text", ["512x", "512,,512", " ", "", "x512", ",512", "512,", "512xx512", "512, ,512"])
+def test_int_tuples_refuse_empty_pieces(text):
+    with pytest.raises(SpecError) as info:
+        parse_value("hidden_sizes", text)
+    assert info.value.field == "hidden_sizes"
+
+
+@pytest.mark.parametrize("text", ["512x512", "512,512", "512 512", "512, 512", " 512 x 512 "])
+def test_int_tuples_take_x_commas_or_spaces(text):
+    assert parse_value("hidden_sizes", text) == (512, 512)
+    assert parse_value("channels", text) == (512, 512)
+
+
+def test_tags_are_stripped_and_blank_tags_dropped():
+    assert parse_value("tags", " course , ch3 ,") == ("course", "ch3")
+
+
+FLOAT_FIELDS = [n for n in field_names() if isinstance(DEFAULTS[n], float)]
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [10 ** 400, -10 ** 400, float("inf"), float("-inf"), float("nan")])
+def test_floats_beyond_range_or_not_numbers_are_spec_errors(name, value):
+    with pytest.raises(SpecError) as info:
+        ScenarioSpec.from_dict({name: value})
+    assert info.value.field == name
+    assert len(str(info.value)) < 200            # a 400-digit number is described, not written out
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+@pytest.mark.parametrize("text", ["1e400", "-1e400", "inf", "nan", "NaN"])
+def test_parse_value_refuses_what_is_not_a_finite_number(name, text):
+    with pytest.raises(SpecError) as info:
+        parse_value(name, text)
+    assert info.value.field == name
+
+
+@pytest.mark.parametrize("name, top", [("epochs", 100_000), ("batch_size", 2 ** 20), ("seed", 2 ** 63 - 1),
+                                       ("image_size", 512), ("train_subset", 10 ** 9),
+                                       ("early_stopping_patience", 100_000)])
+def test_integer_fields_have_an_upper_bound(name, top):
+    assert getattr(ScenarioSpec.from_dict({name: top}), name) == top
+    for too_big in (top + 1, 10 ** 400):
+        with pytest.raises(SpecError) as info:
+            ScenarioSpec.from_dict({name: too_big})
+        assert info.value.field == name and "must be in [" in info.value.message
+
+
+@pytest.mark.parametrize("name", ["hidden_sizes", "channels"])
+def test_widths_and_layer_counts_have_bounds(name):
+    assert getattr(ScenarioSpec.from_dict({name: [65536]}), name) == (65536,)
+    for bad in ([65537], [10 ** 400], [10 ** 5000], [8] * 65, []):
+        with pytest.raises(SpecError) as info:
+            ScenarioSpec.from_dict({name: bad})
+        assert info.value.field == name
+
+
+def test_paths_with_a_nul_character_are_refused():
+    for name in ("data_dir", "weights"):
+        with pytest.raises(SpecError) as info:
+            ScenarioSpec.from_dict({name: "a\x00b", "model": "resnet18"})
+        assert info.value.field == name

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from trainlib import ScenarioSpec, SpecError, grid, variants
-from trainlib.sweep import parse_variant, parse_vary
+from trainlib.sweep import check_unique_names, parse_variant, parse_vary
 
 COURSE_VARIANTS = {"baseline": {}, "l2": {"weight_decay": 1e-5}, "dropout": {"dropout": 0.2},
                    "batchnorm": {"batchnorm": True}}
@@ -107,3 +107,46 @@ def test_parse_variant_errors(text, field):
     with pytest.raises(SpecError) as info:
         parse_variant(text)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("axes, field", [({"tags": [("a",), ("b",)]}, "tags"), ({"name": ["a", "b"]}, "name")])
+def test_grid_cannot_vary_name_or_tags(axes, field):
+    with pytest.raises(SpecError) as info:
+        grid(ScenarioSpec(), sweep="s", **axes)
+    assert info.value.field == field
+    assert "cannot be changed by a variant or an axis" in info.value.message
+
+
+@pytest.mark.parametrize("changes, field", [({"name": "b"}, "name"), ({"tags": ("x",)}, "tags"),
+                                            ({"lr": 0.1, "tags": ["x"]}, "tags")])
+def test_variants_cannot_change_name_or_tags(changes, field):
+    with pytest.raises(SpecError) as info:
+        variants(ScenarioSpec(), {"a": changes}, sweep="s")
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("text, field", [("lr=0.1,,0.2", "lr"), ("lr=0.1,", "lr"), ("hidden_sizes=512;;256", "hidden_sizes"),
+                                         ("hidden_sizes=512x;256", "hidden_sizes"), ("=1", "vary")])
+def test_parse_vary_refuses_empty_options(text, field):
+    with pytest.raises(SpecError) as info:
+        parse_vary(text)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("text, field", [("a:lr=1,lr=2", "lr"), ("a:lr=1,,epochs=2", "variant"), ("a:=1", "variant"),
+                                         ("a:hidden_sizes=512x", "hidden_sizes"), ("a:hidden_sizes=512,512", "variant")])
+def test_parse_variant_refuses_repeats_and_blanks(text, field):
+    with pytest.raises(SpecError) as info:
+        parse_variant(text)
+    assert info.value.field == field
+
+
+def test_variant_tuple_values_use_x():
+    assert parse_variant("wide:hidden_sizes=512x512,lr=0.01") == ("wide", {"hidden_sizes": (512, 512), "lr": 0.01})
+
+
+def test_check_unique_names_across_variants_and_grid():
+    specs = variants(ScenarioSpec(), {"lr=0.01": {}}) + grid(ScenarioSpec(), lr=[0.01])
+    with pytest.raises(SpecError) as info:
+        check_unique_names(specs)
+    assert info.value.field == "name"

@@ -7,25 +7,51 @@
     python -m trainlib list
     python -m trainlib export RUN_ID... --csv metrics.csv
 
-A bad flag or value prints one line naming it and exits with status 2.
+A bad flag or value prints one line naming it and what is allowed, exits with status 2 and creates
+no run folder; that includes what this machine can check before training (a GPU, the dataset's
+files: see preflight.py). A run that fails while training keeps its folder, marked failed; the
+command then prints one line per run that did not finish (name: error) and exits with status 1.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import shutil
 import sys
+import threading
 import time
-from typing import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Sequence
 
-from .spec import DEFAULTS, ScenarioSpec, SpecError, field_kind, field_names, parse_value
+import pandas as pd
+
+from .preflight import check_can_run_here
+from .spec import DEFAULTS, ScenarioSpec, SpecError, field_kind, field_names, parse_value, shown
 from .store import RUNS_ENV, RunStore, default_runs_dir
-from .sweep import grid, parse_variant, parse_vary, variants
+from .sweep import check_unique_names, grid, parse_variant, parse_vary, variants
+
+MAX_WORKERS = 64          # threads training at once; more only queue up behind the same GPU or cores
+
+
+def one_line(text: str) -> str:
+    """`text` with newlines and other control characters escaped: the one-line promise holds for any value."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints the whole usage on errors; a class in a hurry wants the one line that matters."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+class FlagError(ValueError):
+    """A bad command-line value that is not a scenario field (--runs-dir, --csv, a RUN id)."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
 
 
 def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=V,FIELD=V",
                        help="a named run: the base plus these changes ('baseline:' is the base itself)")
     sweep.add_argument("--sweep-name", default=None, help="tag for the runs (default: sweep-<time>)")
-    sweep.add_argument("--workers", type=int, default=None, help="runs at once (default: 1 on CPU, 4 on GPU)")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help=f"runs at once, 1..{MAX_WORKERS} (default: 1 on CPU, 4 on GPU)")
     listing = commands.add_parser("list", help="a table of the runs")
     listing.add_argument("--runs-dir", default=None)
     export = commands.add_parser("export", help="metrics of runs as one long CSV")
@@ -74,87 +101,309 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class ProgressBar:
-    """One line per run on stderr, redrawn after each epoch."""
+# ----------------------------------------------------------------------------- the runs folder
+def runs_dir_of(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir) if args.runs_dir is not None else default_runs_dir()
 
-    def __init__(self, stream=None, width: int = 24):
+
+@contextmanager
+def _looking_at(flag: str, path: Path | str):
+    """A path the OS refuses to look at (a name too long, no permission) is a bad flag, not a traceback."""
+    if "\x00" in str(path):
+        raise FlagError(flag, "must not contain a NUL character")
+    try:
+        yield
+    except OSError as exc:
+        raise FlagError(flag, f"cannot use {shown(str(path))}: {exc.strerror or exc}") from None
+
+
+def check_runs_dir_writable(path: Path) -> None:
+    """Raise FlagError unless run folders can be made under `path` (made later, by RunStore)."""
+    with _looking_at("--runs-dir", path):
+        if path.exists() and not path.is_dir():
+            raise FlagError("--runs-dir", f"{path} is a file, not a folder")
+        existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise FlagError("--runs-dir", f"cannot create {path}: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise FlagError("--runs-dir", f"cannot create run folders in {existing}: permission denied")
+
+
+def open_existing_store(path: Path) -> RunStore | None:
+    """The store at `path`, or None when there is no such folder. Reading must not create it."""
+    with _looking_at("--runs-dir", path):
+        if not path.exists():
+            return None
+        if not path.is_dir():
+            raise FlagError("--runs-dir", f"{path} is a file, not a folder")
+        return RunStore(path)
+
+
+# ----------------------------------------------------------------------------- output
+class ProgressBar:
+    """Each run's progress on stderr, with the time since that run started.
+
+    On a terminal the lines of the runs in progress are redrawn in place ('\\r', clear to the end of
+    the line) and an ended run's last line stays above them; elsewhere (a log file, a pipe, CI) each
+    epoch is one line, so the log reads top to bottom.
+    """
+
+    def __init__(self, stream=None, width: int = 16):
         self.stream = stream or sys.stderr      # looked up now, not at import: redirect_stderr/capsys apply
         self.width = width
-        self.started = time.monotonic()
+        isatty = getattr(self.stream, "isatty", None)
+        self.in_place = bool(isatty and isatty())
+        self._lines: dict[str, str] = {}        # run id -> its line, for runs in the redrawn block
+        self._drawn = 0                         # lines of that block on screen now
+        self._lock = threading.Lock()           # runs report their epochs from their own worker threads
 
-    def update(self, name: str, record: dict, epochs: int) -> None:
-        done = record["epoch"] / epochs
-        bar = "#" * round(done * self.width) + "." * (self.width - round(done * self.width))
+    def line(self, name: str, record: dict, epochs: int, elapsed: float | None, columns: int | None = None) -> str:
+        """The run's line; with `columns`, made to fit: the bar goes first, then the end of the name."""
+        done = min(record["epoch"] / epochs, 1.0)
+        filled = round(done * self.width)
+        bar = f" [{'#' * filled}{'.' * (self.width - filled)}]"
         acc = record["val_acc"]
-        acc_text = f" val_acc {acc:.3f}" if acc == acc else ""
-        self.stream.write(f"{name[:24]:<24} [{bar}] epoch {record['epoch']}/{epochs} "
-                          f"train_loss {record['train_loss']:.4f} val_loss {record['val_loss']:.4f}{acc_text} "
-                          f"({time.monotonic() - self.started:.1f}s)\n")
-        self.stream.flush()
+        acc_text = f" val_acc {acc:.3f}" if acc == acc else ""          # NaN for regression: no accuracy
+        time_text = f" elapsed {elapsed:.1f}s" if elapsed is not None else ""
+        stats = (f" epoch {record['epoch']}/{epochs} train_loss {record['train_loss']:.4f} "
+                 f"val_loss {record['val_loss']:.4f}{acc_text}{time_text}")
+        label = f"{one_line(name)[:20]:<20}"
+        if columns is None or len(label + bar + stats) <= columns:
+            return label + bar + stats
+        if len(label + stats) > columns:
+            label = label.rstrip()[:max(columns - len(stats), 8)]
+        return (label + stats)[:columns]
+
+    def update(self, run_id: str, name: str, record: dict, epochs: int, elapsed: float | None) -> None:
+        # A line wider than the terminal wraps, and redrawing in place would then miss its start.
+        columns = max(shutil.get_terminal_size((100, 24)).columns - 1, 20) if self.in_place else None
+        text = self.line(name, record, epochs, elapsed, columns)
+        with self._lock:
+            if not self.in_place:
+                self.stream.write(text + "\n")
+            else:
+                self._lines[run_id] = text
+                self._redraw()
+            self.stream.flush()
+
+    def finish(self, run_id: str) -> None:
+        """The run has ended: its last line leaves the redrawn block and stays on screen."""
+        with self._lock:
+            if self.in_place and run_id in self._lines:
+                self._redraw(ended=self._lines.pop(run_id))
+                self.stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.in_place and self._drawn:
+                self.stream.write("\n")
+                self._drawn = 0
+                self.stream.flush()
+
+    def _redraw(self, ended: str | None = None) -> None:
+        """Rewrite the block from its first line: `ended` (kept above), then the runs in progress.
+        The cursor stays at the end of the block's last line, or on a fresh line when it is empty."""
+        back = ""
+        if self._drawn:
+            back = "\r" + (f"\x1b[{self._drawn - 1}A" if self._drawn > 1 else "")     # to the block's start
+        lines = ([ended] if ended is not None else []) + list(self._lines.values())
+        body = "\n".join("\x1b[K" + text for text in lines)                          # clear, then write
+        fresh_line = "\n" if ended is not None and not self._lines else ""
+        self.stream.write(back + body + fresh_line + "\x1b[J")                        # clear what was below
+        self._drawn = len(self._lines)
 
 
-def _print_outcome(store: RunStore, run_ids: list[str]) -> int:
-    frame = store.list_runs()
-    frame = frame[frame["run_id"].isin(run_ids)]
-    columns = ["run_id", "name", "state", "epoch", "test_acc", "best_val_loss", "error"]
-    print(frame[columns].to_string(index=False))
-    return 0 if (frame["state"] == "finished").all() else 1
+def cell(value: Any, kind: str = "text") -> str:
+    """A table cell: empty for no value (None, NaN), never 'None' or 'NaN'."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):      # None, NaN, pd.NA
+        return ""
+    if kind == "float" and isinstance(value, (int, float)):
+        return f"{value:.4f}"
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        return str(int(value))                   # a column with gaps comes back from pandas as floats
+    return one_line(value)
 
 
+def format_table(rows: list[dict], columns: dict[str, str]) -> str:
+    """Rows as aligned text, in the order given; `columns` maps each column to its cell kind."""
+    cells = [[cell(row.get(column), kind) for column, kind in columns.items()] for row in rows]
+    widths = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
+    lines = [list(columns)] + cells
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in lines)
+
+
+OUTCOME_COLUMNS = {"run_id": "text", "name": "text", "state": "text", "epoch": "int", "test_acc": "float",
+                   "best_val_loss": "float"}
+LIST_COLUMNS = {"run_id": "text", "name": "text", "state": "text", "epoch": "int", "epochs": "int",
+                "test_acc": "float", "sweep": "text"}
+
+
+def outcome_rows(store: RunStore, run_ids: list[str]) -> list[dict]:
+    """One row per run, in the order given (the order they were submitted)."""
+    rows = []
+    for run_id in run_ids:
+        try:
+            run = store.read_run(run_id)
+        except Exception as exc:                 # deleted or half-written under us: say so, go on
+            rows.append({"run_id": run_id, "name": run_id, "state": "unknown",
+                         "error": f"cannot read its folder: {type(exc).__name__}: {exc}"})
+            continue
+        status, summary = run["status"], run["summary"]
+        rows.append({"run_id": run_id, "name": run["spec"].get("name", run_id), "state": status.get("state"),
+                     "epoch": status.get("epoch"), "test_acc": summary.get("test_acc"),
+                     "best_val_loss": summary.get("best_val_loss"), "error": status.get("error")})
+    return rows
+
+
+def print_outcome(store: RunStore, run_ids: list[str]) -> int:
+    """The table of the runs on stdout, then one line per run that did not finish on stderr; 0 if all finished."""
+    rows = outcome_rows(store, run_ids)
+    print(format_table(rows, OUTCOME_COLUMNS))
+    for row in rows:
+        if row["state"] != "finished":
+            print(f"{one_line(row['name'])}: {one_line(row.get('error') or row['state'])}", file=sys.stderr)
+    return 0 if all(row["state"] == "finished" for row in rows) else 1
+
+
+# Starts of the library's warnings that the CLI reports itself, from return values: a failed run
+# (print_outcome) and a skipped folder (list's and export's "skipped" lines). Shown once, not twice.
+REPORTED_BY_CLI = ("run %s failed", "skipping ")
+
+
+class _OneLineLogHandler(logging.StreamHandler):
+    """trainlib's warnings as 'python -m trainlib: warning: ...', one line each, without what the CLI prints."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+        self.addFilter(lambda record: record.levelno >= logging.ERROR
+                       or not str(record.msg).startswith(REPORTED_BY_CLI))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"python -m trainlib: {record.levelname.lower()}: {one_line(record.getMessage())}"
+
+
+# ----------------------------------------------------------------------------- commands
 def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name: str | None) -> int:
     from .runner import Runner
     bar = ProgressBar()
-    epochs = {spec.name: spec.epochs for spec in specs}
-    names: dict[str, str] = {}
-    runner = Runner(args.runs_dir, workers=getattr(args, "workers", None),
-                    on_epoch=lambda run_id, record: bar.update(names[run_id], record, epochs[names[run_id]]))
+    specs_by_id: dict[str, ScenarioSpec] = {}
+
+    def on_epoch(run_id: str, record: dict) -> None:
+        spec = specs_by_id[run_id]
+        elapsed = runner.snapshot().get(run_id, {}).get("elapsed")     # since this run started, not the command
+        bar.update(run_id, spec.name, record, spec.epochs, elapsed)
+
+    try:
+        runner = Runner(args.runs_dir, workers=getattr(args, "workers", None), on_epoch=on_epoch)
+    except OSError as exc:
+        raise FlagError("--runs-dir", f"cannot use {runs_dir_of(args)}: {exc.strerror or exc}") from None
     ids = []
     for spec in specs:
         run_id = runner.submit(spec, sweep=sweep_name)
-        names[run_id] = spec.name
+        specs_by_id[run_id] = spec
         ids.append(run_id)
     try:
-        runner.wait(ids)
+        pending = list(ids)
+        while pending:
+            runner.wait(pending[:1], timeout=0.2)
+            for run_id in [r for r in pending if runner.wait([r], timeout=0)]:
+                bar.finish(run_id)
+                pending.remove(run_id)
     except KeyboardInterrupt:
+        bar.close()
         print("stopping...", file=sys.stderr)
+    finally:
+        # Join the workers before the interpreter exits: a worker still freeing a run's tensors while
+        # Python shuts down aborted the process ('terminate called without an active exception').
         runner.shutdown()
-    return _print_outcome(runner.store, ids)
+    bar.close()
+    return print_outcome(runner.store, ids)
+
+
+def command_list(args: argparse.Namespace) -> int:
+    path = runs_dir_of(args)
+    store = open_existing_store(path)
+    frame = store.list_runs() if store is not None else None
+    if frame is None or frame.empty:
+        print(f"no runs in {path}")
+    else:
+        print(format_table(frame.to_dict("records"), LIST_COLUMNS))
+    for run_id, reason in (frame.attrs.get("skipped", []) if frame is not None else []):
+        print(f"skipped {run_id}: {one_line(reason)}", file=sys.stderr)
+    return 0
+
+
+def command_export(args: argparse.Namespace) -> int:
+    path = runs_dir_of(args)
+    store = open_existing_store(path)
+    for run_id in args.runs:                  # unknown ids are an error, not a silent gap
+        if store is None:
+            raise FlagError("RUN", f"no run {shown(run_id)} in {path} (no such folder)")
+        try:
+            with _looking_at("RUN", run_id):
+                store.folder(run_id)
+        except KeyError as exc:
+            raise FlagError("RUN", exc.args[0]) from None
+    csv = Path(args.csv)
+    with _looking_at("--csv", args.csv):
+        if not csv.parent.is_dir():
+            raise FlagError("--csv", f"cannot write {shown(args.csv)}: folder {shown(str(csv.parent))} does not exist")
+    frame = store.load_metrics(args.runs)
+    try:
+        frame.to_csv(csv, index=False)
+    except (OSError, ValueError) as exc:      # a folder of that name, no permission, a full disk
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise FlagError("--csv", f"cannot write {shown(args.csv)}: {reason}") from None
+    print(f"wrote {args.csv}")
+    for run_id, reason in frame.attrs.get("skipped", []):
+        print(f"skipped {run_id}: {one_line(reason)}", file=sys.stderr)
+    return 0
+
+
+def specs_of_sweep(args: argparse.Namespace, base: ScenarioSpec, sweep_name: str) -> list[ScenarioSpec]:
+    named = [parse_variant(text) for text in args.variant]
+    axes = [parse_vary(text) for text in args.vary]
+    # dict() would keep only the last of two variants or axes of one name, silently.
+    for what, keys in (("variant", [name for name, _ in named]), ("vary", [axis for axis, _ in axes])):
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise SpecError(what, f"{repeated[0]!r} is given twice; give each {what} once")
+    specs = []
+    if named:
+        specs += variants(base, dict(named), sweep=sweep_name)
+    if axes:
+        specs += grid(base, sweep=sweep_name, **dict(axes))
+    check_unique_names(specs)                 # a variant may be named like a grid point
+    return specs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    log_handler = _OneLineLogHandler()
+    logging.getLogger("trainlib").addHandler(log_handler)
     try:
         if args.command == "list":
-            frame = RunStore(args.runs_dir).list_runs()
-            if frame.empty:
-                print(f"no runs in {args.runs_dir or default_runs_dir()}")
-            else:
-                print(frame[["run_id", "name", "state", "epoch", "epochs", "test_acc", "sweep"]].to_string(index=False))
-            for run_id, reason in frame.attrs.get("skipped", []):
-                print(f"skipped {run_id}: {reason}", file=sys.stderr)
-            return 0
+            return command_list(args)
         if args.command == "export":
-            store = RunStore(args.runs_dir)
-            for run_id in args.runs:
-                store.folder(run_id)          # unknown ids are an error, not a silent gap
-            store.load_metrics(args.runs).to_csv(args.csv, index=False)
-            print(f"wrote {args.csv}")
-            return 0
+            return command_export(args)
         base = spec_from_args(args)
         if args.command == "run":
-            return command_run(args, [base], None)
-        if not args.vary and not args.variant:
-            parser.error("sweep needs at least one --vary FIELD=V1,V2 or --variant NAME:FIELD=V")
-        sweep_name = args.sweep_name or time.strftime("sweep-%Y%m%d-%H%M%S")
-        specs = []
-        if args.variant:
-            specs += variants(base, dict(parse_variant(text) for text in args.variant), sweep=sweep_name)
-        if args.vary:
-            specs += grid(base, sweep=sweep_name, **dict(parse_vary(text) for text in args.vary))
-        if args.workers is not None and args.workers < 1:
-            parser.error(f"--workers: must be >= 1, got {args.workers}")
+            specs, sweep_name = [base], None
+        else:
+            if not args.vary and not args.variant:
+                parser.error("sweep needs at least one --vary FIELD=V1,V2 or --variant NAME:FIELD=V")
+            if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+                parser.error(f"--workers: must be in [1, {MAX_WORKERS}], got {args.workers}")
+            sweep_name = args.sweep_name or time.strftime("sweep-%Y%m%d-%H%M%S")
+            specs = specs_of_sweep(args, base, sweep_name)
+        # Everything this machine can check, for every run, before the first run folder is made.
+        for spec in specs:
+            check_can_run_here(spec)
+        check_runs_dir_writable(runs_dir_of(args))
         return command_run(args, specs, sweep_name)
-    except (SpecError, KeyError) as exc:
-        parser.error(str(exc).strip("'\""))
+    except (SpecError, FlagError) as exc:
+        parser.error(str(exc))                # a message as it is: stripping quotes cut "got 'x'" to "got 'x"
+    finally:
+        logging.getLogger("trainlib").removeHandler(log_handler)
     return 2

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,20 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "linear", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
+
+# Allowed ranges of the integer fields, inclusive. The upper bounds turn a typo (an extra zero, a
+# pasted 10**400) into a one-line error here instead of an overflow, a hang or an out-of-memory
+# crash minutes into a run; each is far beyond what a lesson's run needs.
+INT_RANGES = {
+    "image_size": (8, 512),                # pixels per side
+    "train_subset": (1, 10**9),            # more samples than any dataset here holds
+    "seed": (0, 2**63 - 1),                # torch seeds are 64-bit; derived_seed gives 63-bit ones
+    "epochs": (1, 100_000),
+    "batch_size": (1, 2**20),
+    "early_stopping_patience": (0, 100_000),   # like epochs; 0 = off
+}
+MAX_WIDTH = 65_536                         # units of one hidden layer / channels of one conv block
+MAX_LAYERS = 64                            # widths in hidden_sizes / channels
 
 
 class SpecError(ValueError):
@@ -40,14 +55,14 @@ class ScenarioSpec:
     # data
     dataset: str = "shapes"                # one of DATASETS; 'shapes' and the 2-D sets need no network
     data_dir: str = "data"                 # torchvision root (holds MNIST/raw/...), or the imagefolder path
-    image_size: int = 32                   # pixels; imagefolder images are resized to image_size x image_size
-    train_subset: int | None = None        # cap on training samples (None = all), for quick runs
+    image_size: int = 32                   # pixels, 8..512; imagefolder images are resized to image_size x image_size
+    train_subset: int | None = None        # cap on training samples, 1..10**9 (None = all), for quick runs
     val_fraction: float = 0.2              # share of the training pool held out for validation
-    seed: int = 0                          # drives the split, the initial weights and the batch order
+    seed: int = 0                          # 0..2**63-1; drives the split, the initial weights and the batch order
     # model
     model: str = "mlp"                     # one of MODELS
-    hidden_sizes: tuple[int, ...] = (256, 256)   # MLP hidden layer widths
-    channels: tuple[int, ...] = (32, 64, 128)    # CNN conv block widths
+    hidden_sizes: tuple[int, ...] = (256, 256)   # MLP hidden layer widths: 1..64 layers of 1..65536 units
+    channels: tuple[int, ...] = (32, 64, 128)    # CNN conv block widths: 1..64 blocks of 1..65536 channels
     activation: str = "relu"               # one of ACTIVATIONS
     dropout: float = 0.0                   # probability in [0, 1), after each hidden layer / block
     batchnorm: bool = False                # one BatchNorm per hidden layer / conv block
@@ -60,10 +75,10 @@ class ScenarioSpec:
     weight_decay: float = 0.0              # L2 penalty passed to the optimizer
     scheduler: str = "none"                # one of SCHEDULERS
     lr_end: float = 1e-5                   # linear: lr reached at the last epoch
-    epochs: int = 5
-    batch_size: int = 64
+    epochs: int = 5                        # 1..100,000
+    batch_size: int = 64                   # 1..2**20 samples
     drop_last: bool = False                # drop the last partial training batch
-    early_stopping_patience: int = 0       # epochs without val-loss improvement before stopping; 0 = off
+    early_stopping_patience: int = 0       # epochs without val-loss improvement before stopping, 0..100,000; 0 = off
     # execution
     device: str = "auto"                   # auto = cuda when available, else cpu
     resident_data: bool = True             # hold the data on the device as uint8 and batch by randperm there
@@ -97,7 +112,7 @@ class ScenarioSpec:
         known = field_names()
         for key in data:
             if key not in known:
-                raise SpecError(key, f"unknown field; allowed: {', '.join(known)}")
+                raise SpecError(str(key), f"unknown field; allowed: {', '.join(known)}")
         return cls(**{key: check_type(key, value) for key, value in data.items()})
 
     def replace(self, **changes: Any) -> "ScenarioSpec":
@@ -138,7 +153,14 @@ def check_type(name: str, value: Any) -> Any:
     if kind == "int" and is_int:
         return value
     if kind == "float" and (is_int or isinstance(value, float)):
-        return float(value)
+        # float(10**400) raises OverflowError, and inf/nan would only surface as a diverged run.
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise SpecError(name, f"expected a finite number, got {shown(value)}")
+        return number
     if kind == "optional_int" and (value is None or is_int):
         return value
     if kind in ("int_tuple", "str_tuple") and isinstance(value, (list, tuple)):
@@ -149,7 +171,28 @@ def check_type(name: str, value: Any) -> Any:
     wanted = {"optional_int": "an integer or null", "int_tuple": "a list of integers",
               "str_tuple": "a list of strings", "float": "a number", "int": "an integer",
               "bool": "true or false", "str": "a string"}[kind]
-    raise SpecError(name, f"expected {wanted}, got {value!r}")
+    raise SpecError(name, f"expected {wanted}, got {shown(value)}")
+
+
+def shown(value: Any, depth: int = 0) -> str:
+    """A value as an error message shows it: one short line. repr() of a huge int is slow, and
+    fails past 4300 digits, so such ints are described instead of written out."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:   # > ~30 digits
+        return f"an integer of about {round(value.bit_length() * math.log10(2))} digits"
+    if isinstance(value, (list, tuple)):
+        if depth >= 2:
+            return "[...]"
+        items = [shown(v, depth + 1) for v in value[:8]] + (["..."] if len(value) > 8 else [])
+        return "[" + ", ".join(items) + "]"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value)} keys"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Widths of a tuple field on the command line: '512x512', '512,512' or '512 512' (spaces around
+# the separator allowed). Splitting on exactly one separator keeps '512x' and '512,,512' errors.
+_WIDTH_SEPARATOR = re.compile(r"\s*[xX,]\s*|\s+")
 
 
 def parse_value(name: str, text: str) -> Any:
@@ -169,16 +212,24 @@ def parse_value(name: str, text: str) -> Any:
         if kind == "int":
             return int(text)
         if kind == "float":
-            return float(text)
+            number = float(text)              # '1e400' gives inf, 'nan' gives nan: not numbers a run can use
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if kind == "optional_int":
             return None if text.lower() in ("", "none", "null", "all") else int(text)
-        parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p] if kind == "int_tuple" else [
-            p for p in text.split(",") if p]
-        return tuple(int(p) for p in parts) if kind == "int_tuple" else tuple(parts)
+        if kind == "int_tuple":
+            # Every piece must be a number: dropping empty ones made '512x' train [512].
+            pieces = _WIDTH_SEPARATOR.split(text)
+            if not all(pieces):
+                raise ValueError
+            return tuple(int(piece) for piece in pieces)
+        return tuple(piece.strip() for piece in text.split(",") if piece.strip())   # tags: blanks mean nothing
     except ValueError:
-        wanted = {"bool": "true or false", "int": "an integer", "float": "a number",
-                  "optional_int": "an integer or 'none'", "int_tuple": "integers separated by commas"}[kind]
-        raise SpecError(name, f"expected {wanted}, got {text!r}") from None
+        wanted = {"bool": "true or false", "int": "an integer", "float": "a finite number",
+                  "optional_int": "an integer or 'none'",
+                  "int_tuple": "integers separated by ',', 'x' or spaces (512,256 or 512x256)"}[kind]
+        raise SpecError(name, f"expected {wanted}, got {shown(text)}") from None
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -212,24 +263,24 @@ def validate(spec: ScenarioSpec) -> None:
         raise SpecError("dropout", f"must be in [0, 1), got {spec.dropout!r}")
     if not (0 < spec.val_fraction < 1):
         raise SpecError("val_fraction", f"must be in (0, 1), got {spec.val_fraction!r}")
-    if spec.epochs < 1:
-        raise SpecError("epochs", f"must be >= 1, got {spec.epochs!r}")
-    if spec.batch_size < 1:
-        raise SpecError("batch_size", f"must be >= 1, got {spec.batch_size!r}")
-    if spec.early_stopping_patience < 0:
-        raise SpecError("early_stopping_patience", f"must be >= 0 (0 = off), got {spec.early_stopping_patience!r}")
-    if spec.train_subset is not None and spec.train_subset < 1:
-        raise SpecError("train_subset", f"must be >= 1 or null for all, got {spec.train_subset!r}")
-    if not (8 <= spec.image_size <= 512):
-        raise SpecError("image_size", f"must be in [8, 512], got {spec.image_size!r}")
-    if spec.seed < 0:
-        raise SpecError("seed", f"must be >= 0, got {spec.seed!r}")
+    for name, (low, high) in INT_RANGES.items():
+        value = getattr(spec, name)
+        if value is not None and not (low <= value <= high):
+            allowed = f"in [{low}, {_bound(high)}]" + (" or null for all" if name == "train_subset" else "")
+            raise SpecError(name, f"must be {allowed}, got {shown(value)}")
     for name in ("hidden_sizes", "channels"):
         widths = getattr(spec, name)
-        if not widths or any(w < 1 for w in widths):
-            raise SpecError(name, f"must be one or more widths >= 1, got {list(widths)!r}")
+        if not (1 <= len(widths) <= MAX_LAYERS) or any(not (1 <= w <= MAX_WIDTH) for w in widths):
+            raise SpecError(name, f"must be 1 to {MAX_LAYERS} widths, each in [1, {MAX_WIDTH}], got {shown(widths)}")
+    for name in ("data_dir", "weights"):
+        if "\x00" in getattr(spec, name):
+            raise SpecError(name, "must not contain a NUL character: no file system path can")
     if spec.weights and spec.model != "resnet18":
         raise SpecError("weights", "only resnet18 loads local weights; leave it empty for other models")
+
+
+def _bound(number: int) -> str:
+    return "2**63 - 1" if number == 2**63 - 1 else str(number)
 
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ScenarioSpec)}

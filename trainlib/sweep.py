@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterable, Mapping
 
-from .spec import ScenarioSpec, SpecError, field_names, parse_value
+from .spec import ScenarioSpec, SpecError, field_kind, field_names, parse_value, shown
 
 # Short labels keep legends readable on a projector ("lr=0.01 wd=1e-05", not the field names).
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "bs", "batchnorm": "bn", "dropout": "dropout",
@@ -34,7 +34,19 @@ def describe_changes(changes: Mapping[str, Any]) -> str:
     return " ".join(parts) or "base"
 
 
+# Set by the sweep itself, so a variant or an axis cannot change them.
+SWEEP_OWNED = {"name": "the name is the variant's (NAME: in --variant) or says what differs",
+               "tags": "tags come from the sweep (--sweep-name) and the base's --tags"}
+
+
+def _refuse_sweep_owned(field_name: str) -> None:
+    if field_name in SWEEP_OWNED:
+        raise SpecError(field_name, f"cannot be changed by a variant or an axis: {SWEEP_OWNED[field_name]}")
+
+
 def _with_changes(base: ScenarioSpec, name: str, changes: Mapping[str, Any], sweep: str | None) -> ScenarioSpec:
+    for field_name in changes:
+        _refuse_sweep_owned(field_name)
     tags = tuple(base.tags) + ((sweep,) if sweep and sweep not in base.tags else ())
     return base.replace(**dict(changes), name=name, tags=list(tags))
 
@@ -44,8 +56,9 @@ def grid(base: ScenarioSpec, sweep: str | None = None, **axes: Iterable[Any]) ->
     names = field_names()
     values: dict[str, list[Any]] = {}
     for axis, options in axes.items():
-        if axis not in names or axis == "name":
-            raise SpecError(axis, f"cannot vary this; allowed: {', '.join(n for n in names if n != 'name')}")
+        _refuse_sweep_owned(axis)
+        if axis not in names:
+            raise SpecError(axis, f"cannot vary this; allowed: {', '.join(n for n in names if n not in SWEEP_OWNED)}")
         values[axis] = list(options)
         if not values[axis]:
             raise SpecError(axis, "needs at least one value to vary over")
@@ -53,7 +66,7 @@ def grid(base: ScenarioSpec, sweep: str | None = None, **axes: Iterable[Any]) ->
     for combo in itertools.product(*values.values()):
         changes = dict(zip(values.keys(), combo))
         specs.append(_with_changes(base, describe_changes(changes), changes, sweep))
-    _check_unique_names(specs)
+    check_unique_names(specs)
     return specs
 
 
@@ -62,11 +75,12 @@ def variants(base: ScenarioSpec, named: Mapping[str, Mapping[str, Any]], sweep: 
     if not named:
         raise SpecError("variants", "give at least one variant")
     specs = [_with_changes(base, name or describe_changes(changes), changes, sweep) for name, changes in named.items()]
-    _check_unique_names(specs)
+    check_unique_names(specs)
     return specs
 
 
-def _check_unique_names(specs: list[ScenarioSpec]) -> None:
+def check_unique_names(specs: list[ScenarioSpec]) -> None:
+    """Two runs of one sweep with one name could not be told apart in a legend."""
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
@@ -78,11 +92,13 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
     """'lr=1e-2,1e-3' -> ('lr', [0.01, 0.001]). Tuple fields take ';' between options: hidden_sizes=256,256;512."""
     field_name, sep, raw = text.partition("=")
     field_name = field_name.strip().replace("-", "_")
-    if not sep or not raw.strip():
-        raise SpecError("vary", f"expected FIELD=v1,v2,... got {text!r}")
-    from .spec import field_kind
+    if not sep or not field_name or not raw.strip():
+        raise SpecError("vary", f"expected FIELD=v1,v2,... got {shown(text)}")
     splitter = ";" if field_kind(field_name).endswith("tuple") else ","
-    return field_name, [parse_value(field_name, piece) for piece in raw.split(splitter) if piece.strip()]
+    pieces = raw.split(splitter)
+    if not all(piece.strip() for piece in pieces):       # 'lr=1e-2,,1e-3': a value was left out
+        raise SpecError(field_name, f"an empty option in {shown(text)}; separate options by {splitter!r}")
+    return field_name, [parse_value(field_name, piece) for piece in pieces]
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -90,12 +106,15 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     name, sep, raw = text.partition(":")
     name = name.strip()
     if not sep or not name:
-        raise SpecError("variant", f"expected NAME:FIELD=V,FIELD=V (or NAME: for the base), got {text!r}")
+        raise SpecError("variant", f"expected NAME:FIELD=V,FIELD=V (or NAME: for the base), got {shown(text)}")
     changes: dict[str, Any] = {}
-    for piece in (p for p in raw.split(",") if p.strip()):
+    for piece in (raw.split(",") if raw.strip() else []):
         field_name, eq, value = piece.partition("=")
         field_name = field_name.strip().replace("-", "_")
-        if not eq:
-            raise SpecError("variant", f"expected FIELD=VALUE in {text!r}, got {piece!r}")
+        if not eq or not field_name:
+            raise SpecError("variant", f"expected FIELD=VALUE in {shown(text)}, got {shown(piece)} "
+                                       f"(',' separates changes; tuple values use x: hidden_sizes=512x512)")
+        if field_name in changes:
+            raise SpecError(field_name, f"is given twice in {shown(text)}")
         changes[field_name] = parse_value(field_name, value)
     return name, changes
