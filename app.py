@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import progress
-from dashboard.state import SHELL_RAN, get_runner
+from dashboard.shell import SHELL_RAN
+from dashboard.state import get_runner
 from trainlib.device import describe_device
 
 st.set_page_config(page_title="Training runs lab", layout="wide")

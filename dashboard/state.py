@@ -35,20 +35,6 @@ def get_runner() -> Runner:
     return _runner_for(str(default_runs_dir().resolve()), int(workers) if workers else None)
 
 
-SHELL_RAN = "app_shell_ran"             # set by app.py: this session has run the navigation
-
-
-def run_through_app() -> None:
-    """Call first in every page. Streamlit runs a page alone, without app.py (no navigation, no
-    sidebar), when it is a fresh server's very first request and a pages/ folder exists: its old
-    folder-based mode stays on until app.py's st.navigation turns it off. Turn it off here and
-    rerun; the rerun goes through app.py to this same page."""
-    from streamlit.runtime.pages_manager import PagesManager
-    if PagesManager.uses_pages_directory and not st.session_state.get(SHELL_RAN):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 @st.cache_data(ttl=300, show_spinner=False)
 def online() -> bool:
     """Whether the dataset mirrors answer (cached five minutes)."""

@@ -8,15 +8,19 @@ and stops polling (one full rerun) when the last of them ends.
 """
 from __future__ import annotations
 
+from dashboard.shell import run_through_app
+
+run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
+
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from dashboard import figures, tables
-from dashboard.state import SELECTED_RUN, get_runner, run_through_app
+from dashboard.state import SELECTED_RUN, get_runner
+from dashboard.text import plain
 from trainlib.data import task_of
 from trainlib.store import ACTIVE_STATES, STATES
 
-run_through_app()
 
 POLL_EVERY = "1s"
 X_CHOICES = {"epoch": "Epoch", "wall": "Wall time"}
@@ -106,7 +110,7 @@ def open_run_detail(run_id: str) -> None:
     try:
         st.switch_page("pages/run_detail.py")
     except StreamlitPageNotFoundError:      # this page runs on its own, without app.py's navigation
-        st.info(f"Run {run_id} selected: open the Run detail page to see it.")
+        st.info(f"Run {plain(run_id)} selected: open the Run detail page to see it.")
 
 
 # ----------------------------------------------------------------------------- render
@@ -127,7 +131,7 @@ def show_comparison(run_ids: list[str], x: str, was_live: bool) -> None:
 
     if not still_live.empty:
         progress = ", ".join(f"{names[r.run_id]} {r.state} {r.epoch}/{r.epochs}" for r in still_live.itertuples())
-        st.caption(f"Updating every second while runs train: {progress}")
+        st.caption(f"Updating every second while runs train: {plain(progress)}")
 
     st.subheader("Training curves")
     overlay_tab, panels_tab = st.tabs(["All runs in one chart", "One panel per run"])

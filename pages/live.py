@@ -6,13 +6,18 @@ Cancel (queued here), Resume (interrupted or stopped), Compare (a finished sweep
 """
 from __future__ import annotations
 
+from dashboard.shell import run_through_app
+
+run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
+
 import streamlit as st
 
 from dashboard import progress
 from dashboard.live_figures import live_loss_figure
-from dashboard.state import SELECTED_RUN, get_runner, run_through_app
+from dashboard.state import SELECTED_RUN, get_runner
+from dashboard.text import plain
+from trainlib.dataroot import data_root_errors
 
-run_through_app()
 
 FLASH = "runs_flash"               # set by New experiment after queueing
 PROBLEM = "runs_problem"           # why the last button could not act (a double click, a run gone)
@@ -43,6 +48,19 @@ def act(control, run_id: str) -> None:
         st.session_state[PROBLEM] = f"{run_id}: {exc}"
 
 
+def resume_checked(run_id: str) -> None:
+    """runner.resume, for a run whose data lie inside the server's data root (a scenario.json put in
+    the runs folder could point anywhere; the dashboard reads data only inside the root)."""
+    try:
+        spec_fields = runner.store.read_run(run_id)["spec"]
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"it cannot be read: {exc}") from None
+    outside = data_root_errors(spec_fields)
+    if outside:
+        raise ValueError("not resumed here: " + "; ".join(outside.values()))
+    runner.resume(run_id)
+
+
 def open_compare(sweep: str) -> None:
     # Also in the address (?sweep=NAME): a reload or a shared link opens the same sweep.
     st.session_state[COMPARE_SWEEP] = sweep
@@ -57,12 +75,12 @@ def open_details(run_id: str) -> None:
 def render_run(row) -> None:
     name_col, bar_col, action_col, detail_col = st.columns([2.5, 6, 1.6, 1.6], vertical_alignment="center")
     with name_col:
-        st.markdown(f"**{row['name']}**")
+        st.markdown(f"**{plain(row['name'])}**")
         st.badge(row["state"], color=progress.STATE_COLORS.get(row["state"], "gray"))
     with bar_col:
         st.progress(float(row["fraction"]), text=progress.progress_text(row))
         if row["error"] and row["state"] in ("failed", "diverged", "interrupted"):
-            st.caption(row["error"][:300])
+            st.caption(plain(row["error"][:300]))
     run_id, action = row["run_id"], row["action"]
     if action == "stop":
         action_col.button("Stop", key=f"stop_{run_id}", on_click=act, args=(runner.stop, run_id),
@@ -71,7 +89,7 @@ def render_run(row) -> None:
         action_col.button("Cancel", key=f"cancel_{run_id}", on_click=act, args=(runner.cancel, run_id),
                           icon=":material/close:", width="stretch")
     elif action == "resume":
-        action_col.button("Resume", key=f"resume_{run_id}", on_click=act, args=(runner.resume, run_id),
+        action_col.button("Resume", key=f"resume_{run_id}", on_click=act, args=(resume_checked, run_id),
                           icon=":material/play_arrow:", width="stretch",
                           help="queue it again; it continues from its best checkpoint when it has one")
     elif row["state"] == "running":
@@ -83,7 +101,7 @@ def render_run(row) -> None:
 def render_group(title: str, sweep: str | None, group, metrics) -> None:
     with st.container(border=True):
         head, compare_col = st.columns([5, 1], vertical_alignment="center")
-        head.markdown(f"### {title}\n{progress.summary_text(group)}")
+        head.markdown(f"### {plain(title)}\n{progress.summary_text(group)}")
         if sweep and progress.sweep_finished(group):
             if compare_col.button("Compare", key=f"compare_{sweep}", type="primary", icon=":material/compare_arrows:",
                              width="stretch"):
@@ -113,14 +131,17 @@ def runs_panel() -> None:
         per_run = {run_id: frame for run_id, frame in metrics.groupby("run_id")}
         rows = progress.progress_rows(runs, snapshot, per_run, live_ids=live_ids)
         groups = progress.group_runs(rows)
+    # Polling follows activity: start it when a run was queued or resumed here, stop it when all
+    # ended. Decide before drawing: a button drawn by this fragment run would be replaced by the full
+    # rerun a moment later, and a click that lands in between is lost (the sweep's Compare button
+    # appears exactly when the activity ends).
+    if (runner.busy() or progress.any_active(rows)) != active:
+        st.rerun()
     shown = groups if show_all else [g for i, g in enumerate(groups) if i < RECENT_GROUPS or progress.any_active(g[2])]
     for title, sweep, group in shown:
         render_group(title, sweep, group, metrics)
     if len(shown) < len(groups):
         st.caption(f"{len(groups) - len(shown)} older groups hidden; turn on 'Show all runs' to see them.")
-    # Polling follows activity: start it when a run was queued or resumed here, stop it when all ended.
-    if (runner.busy() or progress.any_active(rows)) != active:
-        st.rerun()
 
 
 runs_panel()

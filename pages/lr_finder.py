@@ -6,25 +6,30 @@ and a button that carries the setup and the suggested lr to New experiment.
 """
 from __future__ import annotations
 
+from dashboard.shell import run_through_app
+
+run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
+
 import streamlit as st
 
 from dashboard import forms
 from dashboard.live_figures import lr_finder_figure
-from dashboard.state import PREFILL_SPEC, run_through_app
+from dashboard.state import PREFILL_SPEC
+from dashboard.text import plain
 from trainlib.data import TORCHVISION_LAYOUT, DatasetUnavailable
 from trainlib.lr_finder import find_lr
 from trainlib.scenario import create_scenario
 from trainlib.spec import SpecError
 
-run_through_app()
 
 P = forms.FINDER_PREFIX
 RESULT = f"{P}result"       # {'spec', 'frame', 'suggested_lr', 'stopped_early'} of the last search
+MIN_STEPS, MAX_STEPS = 10, 2000   # batches of the search: fewer say nothing, more take minutes on a CPU
 FIELDS = ("dataset", "data_dir", "model", "hidden_sizes", "channels", "batch_size", "optimizer", "train_subset")
 
 for state_key, value in forms.form_state({}, P).items():
     st.session_state.setdefault(state_key, value)
-st.session_state.setdefault(f"{P}steps", 200)
+st.session_state.setdefault(f"{P}steps", "200")
 st.session_state.setdefault(f"{P}start_lr", "1e-7")
 st.session_state.setdefault(f"{P}end_lr", "10")
 slots = {}
@@ -59,13 +64,13 @@ with model_col:
         slots["channels"] = st.empty()
 with opt_col:
     st.selectbox("Optimizer", forms.CHOICES["optimizer"], key=key("optimizer"), persist_state="session")
-    st.number_input("Batch size", min_value=forms.INT_MIN["batch_size"], step=1, key=key("batch_size"), persist_state="session")
+    st.text_input("Batch size", key=key("batch_size"), persist_state="session")
     slots["batch_size"] = st.empty()
 with st.expander("Search range"):
     a, b, c = st.columns(3)
     a.text_input("Start lr", key=f"{P}start_lr", persist_state="session")
     b.text_input("End lr", key=f"{P}end_lr", persist_state="session")
-    c.number_input("Steps", min_value=10, max_value=2000, step=10, key=f"{P}steps", persist_state="session")
+    c.text_input("Steps", key=f"{P}steps", help=f"{MIN_STEPS} to {MAX_STEPS}", persist_state="session")
     slots["range"] = st.empty()
 
 spec, errors = forms.read_fields({name: st.session_state[key(name)] for name in FIELDS})
@@ -75,17 +80,21 @@ try:
         raise ValueError
 except ValueError:
     errors["range"] = "range: need numbers with 0 < start lr < end lr, e.g. 1e-7 and 10"
+steps_text = str(st.session_state[f"{P}steps"]).strip()
+steps = int(steps_text) if steps_text.isdigit() else 0
+if not MIN_STEPS <= steps <= MAX_STEPS:
+    errors["range"] = f"steps: a whole number from {MIN_STEPS} to {MAX_STEPS}, got {steps_text!r}"
 for place, message in errors.items():
-    (slots[place] if place in slots else st).error(message, icon=":material/error:")
+    (slots[place] if place in slots else st).error(plain(message), icon=":material/error:")
 
 if st.button("Find the learning rate", type="primary", disabled=bool(errors), icon=":material/search:") and not errors:
     with st.spinner("Training with a growing learning rate…"):
         try:
             S = create_scenario(spec)
-            found = find_lr(S, start_lr=start_lr, end_lr=end_lr, num_steps=int(st.session_state[f"{P}steps"]))
+            found = find_lr(S, start_lr=start_lr, end_lr=end_lr, num_steps=steps)
         except (DatasetUnavailable, SpecError) as exc:
             st.session_state.pop(RESULT, None)
-            st.error(str(exc), icon=":material/error:")
+            st.error(plain(exc), icon=":material/error:")
         else:
             st.session_state[RESULT] = {"spec": spec.to_dict(), "frame": found.frame,
                                         "suggested_lr": found.suggested_lr, "stopped_early": found.stopped_early}

@@ -5,15 +5,20 @@ scenarios that will run, with every bad value marked under its field -> Run (que
 """
 from __future__ import annotations
 
+from dashboard.shell import run_through_app
+
+run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
+
 import streamlit as st
 
 from dashboard import forms
 from dashboard.presets import PRESETS
-from dashboard.state import PREFILL_SPEC, get_runner, online, run_through_app
+from dashboard.state import PREFILL_SPEC, get_runner, online
+from dashboard.text import plain
 from trainlib.data import TORCHVISION_LAYOUT, dataset_status, missing_files_message
+from trainlib.dataroot import data_root_errors
 from trainlib.spec import field_names
 
-run_through_app()
 
 P = forms.NEW_PREFIX
 FLASH = "runs_flash"            # message the Runs page shows once after a Run
@@ -42,7 +47,7 @@ def apply_preset(title: str) -> None:
 prefill = st.session_state.pop(PREFILL_SPEC, None)
 if prefill:
     load_into_form(forms.form_state(prefill, P, mode="grid"),
-                   f"Filled from **{prefill.get('name', 'a run')}**: edit what you want to change, then Run.")
+                   f"Filled from **{plain(prefill.get('name', 'a run'))}**: edit what you want to change, then Run.")
 for state_key, value in forms.form_state({}, P).items():
     st.session_state.setdefault(state_key, value)
 st.session_state.setdefault(VERSION, 0)
@@ -55,15 +60,17 @@ def text_field(name: str, label: str, help: str | None = None, placeholder: str 
     slots[name] = st.empty()
 
 
-def select_field(name: str, label: str, format_func=str, help: str | None = None) -> None:
-    st.selectbox(label, forms.CHOICES[name], key=key(name), format_func=format_func, help=help,
-                 persist_state="session")
+def select_field(name: str, label: str, help: str | None = None) -> None:
+    # Options are shown as they are, never through a label that changes with other fields: the browser
+    # sends back the label, and a label that changed since (a dataset's status after the data folder
+    # was typed) matches no option, so Streamlit silently reset the choice to the first one.
+    st.selectbox(label, forms.CHOICES[name], key=key(name), help=help, persist_state="session")
     slots[name] = st.empty()
 
 
 def int_field(name: str, label: str, help: str | None = None) -> None:
-    st.number_input(label, min_value=forms.INT_MIN[name], step=1, key=key(name), help=help, persist_state="session")
-    slots[name] = st.empty()
+    # Text, parsed and checked like every other field: a number input turned 'abc' and '1e9' into 1.
+    text_field(name, label, help=help)
 
 
 def bool_field(name: str, label: str, help: str | None = None) -> None:
@@ -86,17 +93,20 @@ with data_col:
     st.subheader("Data")
     data_dir = str(st.session_state.get(key("data_dir")) or "data")
     is_online = online()
-    statuses = {name: dataset_status(name, data_dir, is_online) for name in forms.CHOICES["dataset"]}
-    select_field("dataset", "Dataset", format_func=lambda name: f"{name} · {statuses[name]}",
-                 help="built-in sets are generated here and need no network; torchvision sets download "
-                      "once into the data folder")
+    select_field("dataset", "Dataset", help="built-in sets are generated here and need no network; torchvision "
+                                            "sets download once into the data folder")
     dataset = st.session_state[key("dataset")]
+    # Outside the server's data root nothing is looked at (the field's error says so): what exists
+    # there is none of a classroom network's business.
+    outside_root = bool(data_root_errors({"dataset": dataset, "data_dir": data_dir}))
+    status = "outside the data root" if outside_root else dataset_status(dataset, data_dir, is_online)
+    st.caption(f"{dataset}: {status}")
     if dataset in TORCHVISION_LAYOUT or dataset == "imagefolder":
         text_field("data_dir", "Data folder" if dataset != "imagefolder" else "Image folder (one sub-folder per class)")
-    if statuses[dataset] == "cannot download" and dataset in TORCHVISION_LAYOUT:
-        st.warning(missing_files_message(dataset, data_dir), icon=":material/cloud_off:")
-    elif statuses[dataset] == "will download":
-        st.caption(f"{dataset} will be downloaded into {data_dir} by the first run.")
+    if status == "cannot download" and dataset in TORCHVISION_LAYOUT:
+        st.warning(plain(missing_files_message(dataset, data_dir)), icon=":material/cloud_off:")
+    elif status == "will download":
+        st.caption(f"{dataset} will be downloaded into {plain(data_dir)} by the first run.")
     text_field("train_subset", "Training samples", help="'all', or a number to train on a subset (quick runs)")
     text_field("val_fraction", "Validation share", help="share of the training pool held out for validation")
     int_field("seed", "Seed", help="drives the split, the initial weights and the batch order")
@@ -182,21 +192,22 @@ result = forms.read_form(raw_fields, mode, axes, variant_rows, st.session_state[
 unplaced = []
 for place, message in result.errors.items():
     if place in slots:
-        slots[place].error(message, icon=":material/error:")
+        slots[place].error(plain(message), icon=":material/error:")
     else:
         unplaced.append(message)
 
 st.subheader("Scenarios that will run")
 if result.errors:
     for message in unplaced:
-        st.error(message, icon=":material/error:")
+        st.error(plain(message), icon=":material/error:")
     st.error(f"Nothing can run yet: fix the {len(result.errors)} value{'s' if len(result.errors) != 1 else ''} "
              f"marked in red above.", icon=":material/block:")
 else:
     count = len(result.specs)
-    where = f" as sweep **{result.sweep}**" if result.sweep else ""
+    where = f" as sweep **{plain(result.sweep)}**" if result.sweep else ""
     st.markdown(f"**{count} scenario{'s' if count != 1 else ''}**{where}, "
                 f"{runner.workers} at a time on this machine.")
+    st.caption(plain(forms.shared_settings(result.specs)))
     st.dataframe(forms.preview_frame(result.specs), hide_index=True, width="stretch")
 
 # ----------------------------------------------------------------------------- action

@@ -11,6 +11,7 @@ on the first page of an open_app() (a real server runs app.py around every page)
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def button(at: AppTest, label_start: str):
 
 
 def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    """What a reader sees: the elements' Markdown with its backslash escapes (dashboard.text.plain) undone."""
+    return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
 
 
 def chart_specs(at: AppTest) -> list[dict]:

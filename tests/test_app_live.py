@@ -196,3 +196,18 @@ def test_polls_while_a_terminal_run_trains_and_stops_when_it_ends(app_runs, poll
     assert button(at, "Compare")
     open_app()
     assert polling[-1] is None                               # nor in the sidebar
+
+
+def test_resume_refuses_a_run_whose_data_lie_outside_the_data_root(app_runs, tmp_path, monkeypatch):
+    # A scenario.json put into the runs folder by hand can name any folder; the dashboard reads data
+    # only inside its root, so Resume says why and queues nothing (and creates nothing there).
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path / "data"))
+    store = RunStore(app_runs)
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    folder = store.new_run(tiny(name="outside", dataset="mnist", data_dir=str(elsewhere)))
+    update_status(folder, state="stopped", ended_at=now_iso())
+    at = open_app("pages/live.py")
+    at.button(key=f"resume_{folder.name}").click().run()
+    assert any("not resumed here: data_dir: must be inside the data root" in w for w in texts(at.warning))
+    assert store.read_run(folder.name)["status"]["state"] == "stopped"
+    assert not (tmp_path / "elsewhere").exists()

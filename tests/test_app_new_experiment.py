@@ -2,6 +2,8 @@
 bad values queue nothing and say which field is wrong, right under it."""
 from __future__ import annotations
 
+import json
+
 from apphelpers import app_runs, button, current_runner, open_app, texts  # noqa: F401 (app_runs: fixture)
 from dashboard.state import PREFILL_SPEC
 from trainlib.store import RunStore
@@ -13,7 +15,7 @@ def make_tiny(at) -> None:
     """Shrink whatever the form holds to a run of a second or so."""
     at.text_input(key="ne_train_subset").set_value("200")
     at.text_input(key="ne_hidden_sizes").set_value("16,16")
-    at.number_input(key="ne_epochs").set_value(1)
+    at.text_input(key="ne_epochs").set_value("1")
 
 
 def test_regularization_preset_queues_the_four_course_runs(app_runs):
@@ -74,11 +76,11 @@ def test_axis_grid_queues_the_product(app_runs):
 def test_bad_values_queue_nothing_and_show_the_error_under_the_field(app_runs):
     at = open_app()
     at.text_input(key="ne_lr").set_value("-1").run()
-    errors = [e for e in at.error if e.value.startswith("lr:")]
-    assert errors and "-1" in errors[0].value
+    errors = [m for m in texts(at.error) if m.startswith("lr:")]
+    assert errors and "-1" in errors[0]
     # st.error sits right under the field: in the same column, just after the lr input.
     column = next(c for c in at.columns if any(t.key == "ne_lr" for t in c.text_input))
-    assert any(e.value.startswith("lr:") for e in column.error)
+    assert any(m.startswith("lr:") for m in texts(column.error))
     assert button(at, "Run").disabled            # nothing can be queued
     assert any("Nothing can run yet" in m for m in texts(at.error))
 
@@ -120,8 +122,7 @@ def test_prefill_from_another_page_fills_the_form_once(app_runs):
     assert at.text_input(key="ne_hidden_sizes").value == "32"
     assert at.text_input(key="ne_name").value == "clone"
     assert PREFILL_SPEC not in at.session_state            # consumed: later edits are not overwritten
-    at.number_input(key="ne_epochs").set_value(1).run()
-    assert at.number_input(key="ne_epochs").value == 1
+    at.text_input(key="ne_epochs").set_value("1").run()
     button(at, "Run 1 scenario").click().run()
     runs = RunStore(app_runs).list_runs()
     assert len(runs) == 1
@@ -133,9 +134,56 @@ def test_prefill_from_another_page_fills_the_form_once(app_runs):
 
 def test_dataset_picker_says_what_is_missing_offline(app_runs):
     at = open_app()
-    assert "shapes · built-in" in at.selectbox(key="ne_dataset").options
-    assert "mnist · cannot download" in at.selectbox(key="ne_dataset").options     # TRAINLIB_OFFLINE=1
+    assert "shapes: built-in" in texts(at.caption)
     at.selectbox(key="ne_dataset").set_value("mnist").run()
+    assert "mnist: cannot download" in texts(at.caption)                           # TRAINLIB_OFFLINE=1
     (warning,) = texts(at.warning)
     assert "Put these files in" in warning and "train-images-idx3-ubyte.gz" in warning
     assert at.text_input(key="ne_data_dir").value == "data"
+
+
+def test_the_dataset_shown_is_the_dataset_trained(app_runs, tmp_path, monkeypatch):
+    """Regularization preset -> dataset mnist -> type a data folder -> Run: the four runs train mnist
+    from that folder. The picker's labels used to carry each dataset's status ('mnist · cannot
+    download'); typing a folder changed the label, the label the browser sent back matched no option,
+    and Streamlit reset the choice to 'shapes' while the box still showed mnist."""
+    from test_data import write_idx_mnist
+    monkeypatch.setenv("TRAINLIB_DATA_ROOT", str(tmp_path))
+    write_idx_mnist(tmp_path / "digits")
+    at = open_app()
+    button(at, REGULARIZATION).click().run()
+    picker = at.selectbox(key="ne_dataset")
+    assert picker.options == ["shapes", "moons", "circles", "spirals", "sine", "mnist", "fashion_mnist",
+                              "cifar10", "imagefolder"]       # plain names: a label never changes under the user
+    picker.set_value("mnist").run()
+    assert "mnist: cannot download" in texts(at.caption)
+    # The browser sends the label it shows, together with the new folder.
+    at.selectbox(key="ne_dataset").set_value("mnist")
+    at.text_input(key="ne_data_dir").set_value(str(tmp_path / "digits"))
+    at.run()
+    assert at.selectbox(key="ne_dataset").value == "mnist"
+    assert "mnist: downloaded" in texts(at.caption)
+    shared = next(c for c in texts(at.caption) if c.startswith("All 4 runs:"))
+    assert f"dataset mnist (data folder {tmp_path / 'digits'})" in shared
+    assert set(at.dataframe[-1].value["dataset"]) == {"mnist"}
+    at.text_input(key="ne_epochs").set_value("1")
+    at.run()
+    button(at, "Run 4 scenarios").click().run()
+    assert not at.exception
+    folders = [p for p in app_runs.iterdir() if p.is_dir()]
+    assert len(folders) == 4
+    for folder in folders:
+        spec = json.loads((folder / "scenario.json").read_text())
+        assert (spec["dataset"], spec["data_dir"]) == ("mnist", str(tmp_path / "digits"))
+    assert current_runner().wait(timeout=60)
+    assert set(RunStore(app_runs).list_runs()["state"]) == {"finished"}
+
+
+def test_bad_integers_are_named_not_turned_into_1(app_runs):
+    at = open_app()
+    for typed in ("abc", "1e9"):
+        at.text_input(key="ne_epochs").set_value(typed).run()
+        assert any(m.startswith("epochs: expected an integer") and typed in m for m in texts(at.error)), typed
+        assert button(at, "Run").disabled
+    at.text_input(key="ne_epochs").set_value("3").run()
+    assert not [m for m in texts(at.error) if m.startswith("epochs")]

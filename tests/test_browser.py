@@ -8,6 +8,7 @@ when chromium is missing, unless REQUIRE_BROWSER=1 (CI), where that is a failure
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -55,11 +56,11 @@ def app_server(tmp_path):
         pytest.skip(missing)
     port = _free_port()
     env = {**os.environ, "TRAINLIB_RUNS_DIR": str(tmp_path / "runs"), "TRAINLIB_OFFLINE": "1",
-           "TRAINLIB_WORKERS": "1"}
+           "TRAINLIB_WORKERS": "1", "TRAINLIB_DATA_ROOT": str(tmp_path / "data")}
     log = open(tmp_path / "streamlit.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -82,6 +83,27 @@ def app_server(tmp_path):
     except subprocess.TimeoutExpired:
         server.kill()
     log.close()
+    # .streamlit/config.toml turns the file watcher off: run data written under the app's folder
+    # must not make the server watch, reload or flood its terminal.
+    assert "Inotify" not in (tmp_path / "streamlit.log").read_text()
+
+
+def wait_for_script_run(page) -> None:
+    """Until the app's script (or a fragment of it) has finished running: Streamlit marks its root
+    element with the state. What the run draws is all on screen then, and a click starts a new run
+    instead of landing on an element that the run under way is about to replace."""
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+
+
+HEADINGS = {"New experiment": "New experiment", "Runs": "Runs", "Compare": "Compare runs",
+            "Run detail": "Run detail", "LR finder": "Learning-rate finder"}     # link -> the page's h1
+
+
+def open_page(page, link: str) -> None:
+    """Click a page in the sidebar navigation and wait until it is drawn."""
+    page.get_by_role("link", name=link, exact=True).click()
+    page.locator("h1", has_text=HEADINGS[link]).first.wait_for()
+    wait_for_script_run(page)
 
 
 def _shoot(page, tmp_path: Path, name: str) -> None:
@@ -108,29 +130,40 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         # A fresh server's first request is a page's own URL: it still gets app.py's navigation
         # and sidebar (Streamlit's old pages/ folder mode must not take over).
         page.goto(f"{url}/compare")
+        # The first run of a fresh server imports the engine (seconds on a cold CPU): wait for the page.
+        page.locator("h1", has_text="Compare runs").first.wait_for()
+        wait_for_script_run(page)
         sidebar = page.locator("[data-testid='stSidebar']")
         expect(sidebar).to_contain_text("Training now")
         expect(page.locator("[data-testid='stSidebarNav']")).to_contain_text("LR finder")
 
         # New experiment: one click on the preset, the preview shows four scenarios, Run.
         page.goto(url)
+        page.locator("h1", has_text="New experiment").first.wait_for()
+        wait_for_script_run(page)
         page.get_by_role("button", name=PRESET).first.click()
         run_button = page.get_by_role("button", name="Run 4 scenarios").first
+        run_button.wait_for()                       # the preset's rerun has drawn the four scenarios
+        wait_for_script_run(page)
         expect(run_button).to_be_enabled()
-        for name in RUN_NAMES:
-            expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+        expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
         _shoot(page, tmp_path, "new_experiment")
         run_button.click()
 
         # Runs: the four progress live; when the sweep has ended its Compare button appears.
+        page.locator("h1", has_text="Runs").first.wait_for()
         expect(page.get_by_text("Queued 4 runs").first).to_be_visible()
         _shoot(page, tmp_path, "runs_live")
-        # .first: while the sweep ends, the runs panel's fragment and the full rerun it triggers can
-        # both be on screen for a moment, each with this button.
-        compare = page.get_by_role("button", name="Compare").first
-        expect(compare).to_be_visible(timeout=120_000)
+        # The button appears in the full rerun that ends the polling (never in a polling fragment run
+        # that a full rerun replaces a moment later): once that run has finished, a click is taken.
+        compare = page.get_by_role("button", name="Compare")
+        compare.wait_for(state="visible", timeout=120_000)       # the sweep trains: tens of seconds
+        wait_for_script_run(page)
+        expect(compare).to_have_count(1)
         _shoot(page, tmp_path, "runs")
         compare.click()
+        page.locator("h1", has_text="Compare runs").first.wait_for()
+        wait_for_script_run(page)
 
         # Compare: the four runs' curves and the test-accuracy bars.
         charts = page.locator("[data-testid='stPlotlyChart']")
@@ -145,21 +178,63 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         _shoot(page, tmp_path, "compare")
 
         # Every other page renders for these runs without an exception.
-        page.get_by_role("link", name="Run detail", exact=True).click()
-        expect(page.locator("h1", has_text="Run detail").first).to_be_visible()
+        open_page(page, "Run detail")
         expect(page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix").first).to_be_visible()
         _shoot(page, tmp_path, "run_detail")
-        page.get_by_role("link", name="LR finder", exact=True).click()
+        open_page(page, "LR finder")
         page.get_by_role("button", name="Find the learning rate").first.click()
         expect(page.get_by_role("button", name="Use this lr in New experiment").first).to_be_visible()
         _shoot(page, tmp_path, "lr_finder")
-        for title in ("Runs", "Compare", "Run detail", "LR finder", "New experiment"):
-            page.get_by_role("link", name=title, exact=True).click()
-            page.wait_for_load_state("networkidle")
-            assert page.locator("[data-testid='stException']").count() == 0, f"{title} shows an exception"
+        for link in ("Runs", "Compare", "Run detail", "LR finder", "New experiment"):
+            open_page(page, link)
+            assert page.locator("[data-testid='stException']").count() == 0, f"{link} shows an exception"
         browser.close()
 
     assert (tmp_path / "compare.png").stat().st_size > 20_000
     runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     assert len(runs) == 4
     assert all('"finished"' in (p / "status.json").read_text() for p in runs)
+
+
+def test_the_dataset_picked_is_the_dataset_trained(app_server):
+    """Preset -> Dataset mnist -> type a data folder -> Run: every run trains mnist from that folder.
+    (The picker's labels once carried each dataset's status; typing a folder changed the label, the
+    label the browser sent back matched no option and the runs trained 'shapes' under a box showing
+    mnist. Only a real browser sends labels back, so this is checked here as well as under AppTest.)"""
+    from playwright.sync_api import expect, sync_playwright
+
+    from test_data import write_idx_mnist
+
+    url, tmp_path = app_server
+    digits = tmp_path / "data" / "digits"          # inside the server's TRAINLIB_DATA_ROOT
+    write_idx_mnist(digits)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.locator("h1", has_text="New experiment").first.wait_for()
+        wait_for_script_run(page)
+        page.get_by_role("button", name=PRESET).first.click()
+        page.get_by_role("button", name="Run 4 scenarios").first.wait_for()
+        wait_for_script_run(page)
+
+        page.locator("[data-testid='stSelectbox']").filter(has_text="Dataset").first.click()
+        page.get_by_role("option", name="mnist", exact=True).click()
+        folder = page.get_by_label("Data folder")
+        folder.wait_for()                             # shown once a torchvision dataset is chosen
+        wait_for_script_run(page)
+        folder.fill(str(digits))
+        folder.press("Enter")
+        page.get_by_text("mnist: downloaded").first.wait_for()     # the rerun with the new folder
+        wait_for_script_run(page)
+        expect(page.get_by_text(f"All 4 runs: dataset mnist (data folder {digits})").first).to_be_visible()
+        page.get_by_role("button", name="Run 4 scenarios").first.click()
+        page.locator("h1", has_text="Runs").first.wait_for()
+        browser.close()
+
+    folders = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(folders) == 4
+    for folder_path in folders:
+        spec = json.loads((folder_path / "scenario.json").read_text())
+        assert (spec["dataset"], spec["data_dir"]) == ("mnist", str(digits)), folder_path.name
