@@ -13,7 +13,7 @@ $(VENV)/.app-installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.app-installed requirements-dev.txt
+$(VENV)/.dev-installed: $(VENV)/.app-installed requirements-dev.txt requirements-ray.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 

@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import progress
 from dashboard.shell import SHELL_RAN
 from dashboard.state import get_runner
+from dashboard.text import plain
 from trainlib.device import describe_device
 
 st.set_page_config(page_title="Training runs lab", layout="wide")
@@ -25,7 +26,6 @@ navigation = st.navigation([
 ])
 
 runner = get_runner()
-runner.reap_orphans()
 device = st.cache_resource(show_spinner=False)(describe_device)()
 rows = progress.progress_rows(runner.store.list_runs(), live_ids=runner.live_ids())
 active = runner.busy() or progress.any_active(rows)
@@ -46,7 +46,8 @@ def training_now() -> None:
 with st.sidebar:
     st.markdown(f"**Device**  \n{device}")
     st.markdown(f"**Runs folder**  \n`{runner.store.root.resolve()}`")
-    st.markdown(f"**Workers**  \n{runner.workers} run{'s' if runner.workers != 1 else ''} at a time")
+    st.markdown(f"**Workers**  \n{runner.workers} run{'s' if runner.workers != 1 else ''} at a time: "
+                f"{plain(runner.describe_executor())}")
     training_now()
     if interrupted:
         n = len(interrupted)

@@ -365,15 +365,34 @@ def run_trainlib_single(spec: ScenarioSpec, log_folder: Path, device: torch.devi
                                  "epoch_s": [r["seconds"] for r in history.records], "engine": history.engine}}}
 
 
-def run_trainlib_sweep(base: ScenarioSpec, runs_dir: Path, device: torch.device) -> dict:
-    """The dashboard's path: Runner with its default worker count, submit_many(variants), wait."""
+def first_row_seconds(runs_dir: Path, ids: list[str], started: float, timeout: float = 600) -> float:
+    """Seconds from `started` (the submit) until the first metrics row of any of the runs is on disk:
+    what a dashboard's first curve point waits for."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        for run_id in ids:
+            path = runs_dir / run_id / "metrics.csv"
+            with contextlib.suppress(OSError):
+                if path.stat().st_size and len(path.read_text().splitlines()) >= 2:
+                    return time.perf_counter() - started
+        time.sleep(0.01)
+    raise RuntimeError("no metrics row within the timeout")
+
+
+def run_trainlib_sweep(base: ScenarioSpec, runs_dir: Path, device: torch.device, executor: str = "local",
+                       workers: int | None = None, variants_of=REGULARIZATION) -> dict:
+    """The dashboard's path: a Runner (warm, as a dashboard's is when Run is pressed), submit_many
+    (variants), wait. executor 'local': one process per run (the default); 'thread': every run in a
+    thread of this process, as the runner was before the process executor."""
     clear_cache()
-    runner = Runner(runs_dir=runs_dir, workers=None)
-    specs = variants(base, REGULARIZATION, sweep="regularization")
+    runner = Runner(runs_dir=runs_dir, workers=workers, executor=executor)
+    runner.executor.wait_ready()
+    specs = variants(base, variants_of, sweep="regularization")
     try:
         sync(device)
         started = time.perf_counter()
         ids = runner.submit_many(specs, sweep="regularization")
+        first_row = first_row_seconds(runs_dir, ids, started)
         runner.wait(ids)
         sync(device)
         seconds = time.perf_counter() - started
@@ -390,7 +409,16 @@ def run_trainlib_sweep(base: ScenarioSpec, runs_dir: Path, device: torch.device)
                                         "train_acc": float(metrics["train_acc"].iloc[-1]),
                                         "val_acc_per_epoch": metrics["val_acc"].tolist(),
                                         "epoch_s": metrics["seconds"].tolist(), "engine": summary["engine"]}
-    return {"seconds": seconds, "workers": runner.workers, "runs": runs}
+    return {"seconds": seconds, "workers": runner.workers, "threads": runner.threads, "executor": executor,
+            "first_row_s": first_row, "runs": runs}
+
+
+def shapes_first_row(work: Path, device: torch.device) -> dict:
+    """The Regularization preset as the dashboard runs it (built-in shapes, 5 epochs, the default
+    warm local runner): seconds from submit to the first metrics row, and to the end."""
+    base = ScenarioSpec(dataset="shapes", epochs=5, device=device.type)
+    result = run_trainlib_sweep(base, work / "runs-shapes", device, executor="local")
+    return {"first_row_s": result["first_row_s"], "seconds": result["seconds"], "workers": result["workers"]}
 
 
 # ============================================================================ cases
@@ -462,12 +490,20 @@ def case_mlp(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.de
 def case_regularization(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.device) -> dict:
     course = in_fresh_thread(run_course, "mnist", root, sizes.mnist_train, sizes.mnist_val, epochs, device,
                              REGULARIZATION)
-    # Submitted from this thread; the Runner's own worker threads train.
-    lib = run_trainlib_sweep(base_spec("mnist", root, sizes, epochs, device), work / "runs-regularization", device)
+    base = base_spec("mnist", root, sizes, epochs, device)
+    # Before the process executor: every run a thread of one process, one worker on a CPU.
+    threads = run_trainlib_sweep(base, work / "runs-regularization-threads", device, executor="thread",
+                                 workers=1 if device.type == "cpu" else None)
+    # Now: the default Runner, one process per run (on a CPU one per core, single-threaded).
+    lib = run_trainlib_sweep(base, work / "runs-regularization", device, executor="local")
     return make_case("regularization", course, lib, sizes.mnist_train, epochs, sizes.mnist_test,
-                     {"trainlib_path": f"Runner(workers=None -> {lib['workers']}).submit_many(variants(...)) + wait",
+                     {"trainlib_path": f"Runner(executor='local', workers=None -> {lib['workers']} processes, "
+                                       f"{lib['threads']} thread(s) each).submit_many(variants(...)) + wait",
                       "course_path": "the course's loop run 4 times in sequence, datasets read once",
-                      "trainlib_workers": lib["workers"]})
+                      "trainlib_workers": lib["workers"], "trainlib_first_row_s": lib["first_row_s"],
+                      "thread_runner_s": threads["seconds"], "thread_runner_workers": threads["workers"],
+                      "thread_runner_first_row_s": threads["first_row_s"],
+                      "processes_vs_threads": threads["seconds"] / lib["seconds"]})
 
 
 def case_cnn(root: Path, work: Path, sizes: Sizes, epochs: int, device: torch.device) -> dict:
@@ -605,6 +641,17 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> dict:
                 result["cases"].append(case)
                 print(f"{name}: course {case['course_s']:.2f} s, trainlib {case['trainlib_s']:.2f} s, "
                       f"ratio {case['ratio']:.2f}x", flush=True)
+                if name == "regularization":
+                    print(f"  thread runner (before): {case['thread_runner_s']:.2f} s with "
+                          f"{case['thread_runner_workers']} worker, first metrics row after "
+                          f"{case['thread_runner_first_row_s']:.2f} s; process executor: {case['trainlib_s']:.2f} s "
+                          f"with {case['trainlib_workers']} processes, first row after "
+                          f"{case['trainlib_first_row_s']:.2f} s ({case['processes_vs_threads']:.2f}x)", flush=True)
+            if "regularization" in args.cases:
+                result["shapes_preset"] = shapes_first_row(work, device)
+                print(f"shapes preset (4 runs x 5 epochs, warm local runner): first metrics row "
+                      f"{result['shapes_preset']['first_row_s']:.2f} s after submit, all done after "
+                      f"{result['shapes_preset']['seconds']:.2f} s", flush=True)
     result["total_s"] = time.perf_counter() - run_started
     result["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print()

@@ -52,13 +52,15 @@ def seconds_per_epoch(metrics: pd.DataFrame | None) -> float | None:
 
 
 def action_for(state: str, live: bool) -> str | None:
-    """The one button a run gets: 'stop' (running here), 'cancel' (queued here), 'resume' or None.
+    """The one button a run gets: 'stop' (running), 'cancel' (queued), 'resume' or None.
 
-    Runs another process owns (a terminal's `python -m trainlib`) cannot be stopped from here.
+    Stop and cancel reach any run, wherever it trains (a terminal's `python -m trainlib`, another
+    machine): they are requests written into its folder. `live`: this server's runner still has
+    it, so it is not offered for resuming even if its folder says otherwise for a moment.
     """
-    if live and state == "running":
+    if state == "running":
         return "stop"
-    if live and state == "queued":
+    if state == "queued":
         return "cancel"
     if not live and state in RESUMABLE_STATES:
         return "resume"

@@ -12,7 +12,7 @@ import os
 import streamlit as st
 
 from trainlib.data import mirrors_reachable
-from trainlib.device import leave_cores_for_ui
+from trainlib.executors import default_executor
 from trainlib.runner import Runner
 from trainlib.store import default_runs_dir
 
@@ -23,16 +23,18 @@ SELECTED_RUN = "selected_run"          # run_id shown by the run detail page
 
 
 @st.cache_resource(show_spinner=False)
-def _runner_for(runs_dir: str, workers: int | None) -> Runner:
-    # Created once per server process; its constructor marks runs a dead process left behind
-    # as interrupted, so a restarted server shows them resumable.
-    leave_cores_for_ui()
-    return Runner(runs_dir, workers=workers)
+def _runner_for(runs_dir: str, workers: int | None, executor: str, ray_address: str | None) -> Runner:
+    # Created once per server process, with its warm worker processes. Runs a stopped server left
+    # queued are its to run now (adopt_orphans); a terminal's live queue is left to the terminal.
+    runner = Runner(runs_dir, workers=workers, executor=executor, ray_address=ray_address)
+    runner.adopt_orphans()
+    return runner
 
 
 def get_runner() -> Runner:
     workers = os.environ.get(WORKERS_ENV)
-    return _runner_for(str(default_runs_dir().resolve()), int(workers) if workers else None)
+    return _runner_for(str(default_runs_dir().resolve()), int(workers) if workers else None,
+                       default_executor(), os.environ.get("RAY_ADDRESS") or None)
 
 
 @st.cache_data(ttl=300, show_spinner=False)

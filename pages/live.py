@@ -1,8 +1,8 @@
 """Runs: every run in the runs folder, newest first, grouped by sweep, with progress and controls.
 
 Top to bottom: what to show -> guard (no runs yet) -> the runs panel, which polls every second
-while anything is queued or running and not at all otherwise. Buttons: Stop (running here),
-Cancel (queued here), Resume (interrupted or stopped), Compare (a finished sweep), Details.
+while anything is queued or running and not at all otherwise. Buttons: Stop (a running run, wherever it
+trains), Cancel (a queued one), Resume (interrupted or stopped), Compare (a finished sweep), Details.
 """
 from __future__ import annotations
 
@@ -91,9 +91,7 @@ def render_run(row) -> None:
     elif action == "resume":
         action_col.button("Resume", key=f"resume_{run_id}", on_click=act, args=(resume_checked, run_id),
                           icon=":material/play_arrow:", width="stretch",
-                          help="queue it again; it continues from its best checkpoint when it has one")
-    elif row["state"] == "running":
-        action_col.caption("running in another process")
+                          help="queue it again; it continues after its last finished epoch")
     if row["state"] != "queued" and detail_col.button("Details", key=f"details_{run_id}", width="stretch"):
         open_details(run_id)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -12,6 +11,7 @@ from dashboard import progress
 from dashboard.state import SELECTED_RUN
 from dashboard.live_figures import live_loss_figure
 from trainlib import ScenarioSpec
+from trainlib.liveness import STOP_REQUEST
 from trainlib.store import RunStore, now_iso, update_status
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -67,7 +67,7 @@ def test_snapshot_fills_in_what_the_folder_does_not_know_yet():
     row = progress.progress_rows(runs, snapshot, now=NOW).iloc[0]
     assert (row["epoch"], row["elapsed_s"], row["last_val_acc"]) == (3, 33.0, 0.8)
     assert row["eta_s"] == 2 * 11.0              # no metrics: elapsed / epochs done
-    assert row["action"] is None                 # not this runner's run: no Stop button
+    assert row["action"] == "stop"               # any running run: the stop request goes into its folder
 
 
 def test_groups_sweeps_first_by_newest_and_runs_in_queue_order():
@@ -111,7 +111,7 @@ def test_cancel_a_queued_run_and_stop_a_running_one(app_runs):
     long_id = runner.submit(ScenarioSpec(name="long", dataset="shapes", hidden_sizes=(16,), epochs=300,
                                          device="cpu"), sweep="live-test")
     waiting_id = runner.submit(tiny(name="waiting"), sweep="live-test")
-    wait_until(lambda: runner.snapshot()[long_id]["state"] == "running")
+    wait_until(lambda: RunStore(app_runs).read_run(long_id)["status"]["state"] == "running", timeout=60)
 
     at = open_app("pages/live.py")
     assert at.title[0].value == "Runs"
@@ -145,12 +145,11 @@ def test_cancel_a_queued_run_and_stop_a_running_one(app_runs):
 
 
 def test_interrupted_run_is_resumed_after_a_restart(app_runs):
-    # A run folder a killed server left 'running'; its process id is one that has exited.
+    # A run folder a killed server left 'running': its heartbeat stopped an hour ago.
     store = RunStore(app_runs)
     folder = store.new_run(tiny(name="orphan", epochs=2), sweep="before-restart")
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    update_status(folder, state="running", pid=dead.pid, started_at=now_iso(), epoch=0)
+    an_hour_ago = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    update_status(folder, state="running", heartbeat_at=an_hour_ago, started_at=an_hour_ago, epoch=0)
     run_id = folder.name
 
     at = open_app()                            # a fresh runner: the "restarted" server
@@ -172,17 +171,18 @@ def test_interrupted_run_is_resumed_after_a_restart(app_runs):
 
 
 def test_polls_while_a_terminal_run_trains_and_stops_when_it_ends(app_runs, polling):
-    # A run another living process trains (a terminal's `python -m trainlib`): shown, polled, not stoppable.
+    # A run another living process trains (a terminal's `python -m trainlib`): shown, polled, stoppable
+    # through its folder (the terminal's run reads the request between two batches).
     store = RunStore(app_runs)
     folder = store.new_run(tiny(name="from-terminal", epochs=3), sweep="cli")
-    update_status(folder, state="running", pid=os.getppid(), epoch=1, started_at=now_iso())
+    update_status(folder, state="running", pid=os.getppid(), epoch=1, started_at=now_iso(), heartbeat_at=now_iso())
     at = open_app()
     assert polling == ["2s"]                                 # the sidebar's count polls on every page
     at.switch_page("pages/live.py").run()
     assert polling[-1] == "1s"                               # and so does the runs panel
-    assert "running in another process" in texts(at.caption)
-    assert not [b for b in at.button if b.key and b.key.startswith(("stop_", "cancel_"))]
     assert any("epoch 1/3" in bar.proto.text for bar in at.get("progress"))
+    at.button(key=f"stop_{folder.name}").click().run()
+    assert (folder / STOP_REQUEST).exists()
 
     update_status(folder, epoch=2)
     at.run()                                                 # one tick of the timer
@@ -211,3 +211,14 @@ def test_resume_refuses_a_run_whose_data_lie_outside_the_data_root(app_runs, tmp
     assert any("not resumed here: data_dir: must be inside the data root" in w for w in texts(at.warning))
     assert store.read_run(folder.name)["status"]["state"] == "stopped"
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_queued_run_left_by_a_stopped_server_is_run_by_the_next_one(app_runs):
+    # The server that queued it is gone (its runner's heartbeat file is missing): the next start runs it.
+    store = RunStore(app_runs)
+    folder = store.new_run(tiny(name="left-queued", epochs=2), sweep="before-restart", owner="gone-host-1-abc")
+    assert store.read_run(folder.name)["status"]["state"] == "interrupted"
+    open_app()
+    assert current_runner().wait([folder.name], timeout=60)
+    status = store.read_run(folder.name)["status"]
+    assert status["state"] == "finished" and status["epoch"] == 2

@@ -170,7 +170,7 @@ def test_the_dataset_shown_is_the_dataset_trained(app_runs, tmp_path, monkeypatc
     at.run()
     button(at, "Run 4 scenarios").click().run()
     assert not at.exception
-    folders = [p for p in app_runs.iterdir() if p.is_dir()]
+    folders = [p for p in app_runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(folders) == 4
     for folder in folders:
         spec = json.loads((folder / "scenario.json").read_text())

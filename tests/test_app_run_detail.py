@@ -248,7 +248,8 @@ def test_an_unreadable_metrics_csv_is_said_and_the_rest_of_the_page_works(traine
 
 
 def folders_under(path: Path) -> set[Path]:
-    return {p for p in path.rglob("*") if p.is_dir()}
+    """Folders below path, but for the dashboard's own runner heartbeats (runs/.runners)."""
+    return {p for p in path.rglob("*") if p.is_dir() and not any(part.startswith(".") for part in p.parts)}
 
 
 def test_viewing_a_run_whose_dataset_is_absent_creates_nothing(page, tmp_path, monkeypatch, no_download):

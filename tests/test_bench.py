@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -91,3 +92,17 @@ def test_tiny_mlp_run_writes_the_result_file(bench, tmp_path):
     assert 0 <= case["course_test_acc"] <= 1 and 0 <= case["trainlib_test_acc"] <= 1
     assert case["trainlib_engine"].startswith("eager")      # no CUDA graph on a CPU
     assert case["test_images"] == bench.TINY.mnist_test and case["train_images"] == bench.TINY.mnist_train
+
+
+def test_tiny_regularization_reports_threads_processes_and_the_first_row(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--device", "cpu", "--tiny", "--cases", "regularization", "--out", str(out)])
+    result = json.loads(out.read_text())
+    (case,) = result["cases"]
+    assert case["trainlib_workers"] == (4 if torch.cuda.is_available() else os.cpu_count())
+    for key in ("thread_runner_s", "thread_runner_first_row_s", "trainlib_first_row_s", "processes_vs_threads"):
+        assert case[key] > 0, key
+    assert case["trainlib_first_row_s"] < case["trainlib_s"]
+    assert case["processes_vs_threads"] == pytest.approx(case["thread_runner_s"] / case["trainlib_s"])
+    shapes = result["shapes_preset"]
+    assert 0 < shapes["first_row_s"] < shapes["seconds"]

@@ -191,7 +191,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         browser.close()
 
     assert (tmp_path / "compare.png").stat().st_size > 20_000
-    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(runs) == 4
     assert all('"finished"' in (p / "status.json").read_text() for p in runs)
 
@@ -233,7 +233,7 @@ def test_the_dataset_picked_is_the_dataset_trained(app_server):
         page.locator("h1", has_text="Runs").first.wait_for()
         browser.close()
 
-    folders = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    folders = [p for p in (tmp_path / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(folders) == 4
     for folder_path in folders:
         spec = json.loads((folder_path / "scenario.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import torch
 
 from trainlib import ScenarioSpec
 from trainlib.cli import ProgressBar, main, print_outcome
-from trainlib.store import RunStore, read_json
+from trainlib.store import RunStore, now_iso, read_json, update_status
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "moons", "--train-subset", "128", "--hidden-sizes", "8", "--batch-size", "32",
@@ -23,7 +24,7 @@ TINY = ["--dataset", "moons", "--train-subset", "128", "--hidden-sizes", "8", "-
 
 
 def run_folders(runs_dir: Path) -> list[Path]:
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs_dir.is_dir() else []
 
 
 def specs_by_name(runs_dir: Path) -> dict[str, dict]:
@@ -415,3 +416,64 @@ def test_folders_of_a_grid_have_no_equals_sign(runs_dir, capsys):
     assert main(["sweep", *TINY, "--epochs", "1", "--vary", "lr=0.01,0.001"]) == 0
     assert set(specs_by_name(runs_dir)) == {"lr=0.01", "lr=0.001"}
     assert all("=" not in folder.name for folder in run_folders(runs_dir))
+
+
+# ----------------------------------------------------------------------------- resume, stop, Ctrl-C
+def stopped_after_one_epoch(runs_dir: Path, epochs: int = 3) -> Path:
+    from trainlib import create_scenario, train
+    spec = ScenarioSpec(name="halfway", dataset="moons", train_subset=128, hidden_sizes=(8,), epochs=epochs,
+                        device="cpu")
+    folder = RunStore(runs_dir).new_run(spec)
+    done = []
+    train(create_scenario(spec, log_folder=folder), on_epoch=done.append, should_stop=lambda: bool(done))
+    assert read_json(folder / "status.json")["state"] == "stopped"
+    return folder
+
+
+def test_resume_continues_a_stopped_run_after_its_last_epoch(runs_dir, capsys):
+    folder = stopped_after_one_epoch(runs_dir)
+    assert main(["resume", folder.name, "--executor", "thread"]) == 0
+    status = read_json(folder / "status.json")
+    assert status["state"] == "finished" and status["resumed_from"] == 1
+    assert pd.read_csv(folder / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+    assert folder.name in capsys.readouterr().out
+    with pytest.raises(SystemExit) as finished:              # only interrupted or stopped runs resume
+        main(["resume", folder.name, "--executor", "thread"])
+    assert finished.value.code == 2
+    assert "finished; only interrupted or stopped runs resume" in capsys.readouterr().err
+
+
+def test_stop_writes_a_request_the_run_reads_and_names_unknown_runs(runs_dir, capsys):
+    folder = RunStore(runs_dir).new_run(ScenarioSpec(name="busy"))
+    update_status(folder, state="running", heartbeat_at=now_iso())
+    assert main(["stop", folder.name]) == 0
+    assert (folder / "stop.request").exists()
+    assert f"{folder.name}: stop requested (running)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as unknown:
+        main(["stop", "no-such-run"])
+    assert unknown.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RUN: no run 'no-such-run'" in err
+
+
+def test_ctrl_c_stops_the_runs_cleanly_and_they_resume(runs_dir):
+    command = [sys.executable, "-m", "trainlib", "sweep", *TINY, "--epochs", "100000", "--vary", "seed=1,2",
+               "--workers", "1", "--runs-dir", str(runs_dir)]
+    # Its own process group, as a terminal's foreground job: Ctrl-C reaches the command and its workers.
+    cli = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((read_json(p / "status.json").get("epoch") or 0) >= 1 for p in run_folders(runs_dir)):
+            assert time.monotonic() < deadline and cli.poll() is None, cli.stderr.read() if cli.poll() else ""
+            time.sleep(0.1)
+        os.killpg(cli.pid, signal.SIGINT)
+        out, err = cli.communicate(timeout=120)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+    assert cli.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert "stopping" in err
+    states = sorted(read_json(p / "status.json")["state"] for p in run_folders(runs_dir))
+    assert states == ["stopped", "stopped"]                  # the running one between batches, the queued one cancelled
+    assert all(not (p / "stop.request").exists() for p in run_folders(runs_dir) if (p / "metrics.csv").exists())

@@ -250,8 +250,13 @@ def test_cli_list_prints_the_runs_and_the_skipped_folders(runs_folder, capsys):
     assert good_id(999) in out and "bad\\xff" in err and "not valid UTF-8" in err
 
 
-def test_mark_interrupted_walks_past_broken_folders(runs_folder):
-    assert RunStore(runs_folder["root"]).mark_interrupted() == []        # every readable run is finished
+def test_a_runner_starts_and_adopts_past_broken_folders(runs_folder):
+    from trainlib import Runner
+    runner = Runner(runs_folder["root"], workers=1, executor="thread")
+    try:
+        assert runner.interrupted_at_start == [] and runner.adopt_orphans() == []   # every readable run is finished
+    finally:
+        runner.shutdown()
 
 
 def test_compare_page_stays_up_with_an_out_of_range_scenario(tmp_path, monkeypatch):
@@ -276,7 +281,7 @@ def test_resuming_a_run_with_an_out_of_range_scenario_is_a_clear_error(tmp_path)
     root = tmp_path / "runs"
     write_run(root / "20250101-000000-big", status={**STATUS, "state": "stopped"},
               spec=json.dumps(SPEC).replace('"lr": 0.001', f'"lr": {10 ** 400}'))
-    runner = Runner(root, workers=1)
+    runner = Runner(root, workers=1, executor="thread")
     try:
         with pytest.raises(ValueError, match=r"20250101-000000-big/scenario\.json"):
             runner.resume("20250101-000000-big")

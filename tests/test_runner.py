@@ -1,212 +1,286 @@
-"""The runner: a queue of runs and worker threads. Ordering is forced with events, never with sleeps."""
+"""The runner: runs in their own processes, supervised through their run folders.
+
+Ordering is forced by what the run folder says (an epoch reached, a heartbeat gone stale), never by
+sleeping a guessed time. A run meant to be stopped has 100,000 epochs: it cannot finish first.
+"""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
 import subprocess
 import sys
-import threading
-import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from trainlib import Runner, create_scenario, train
-from trainlib.store import CHECKPOINT, read_json, update_status
+from apphelpers import wait_until
+from trainlib import Runner
+from trainlib.executors import LocalProcessExecutor
+from trainlib.liveness import RUNNERS_DIR, STOP_REQUEST
+from trainlib.runfiles import CHECKPOINT, LAST_CHECKPOINT, now_iso, read_json, update_status, write_json
 
-TIMEOUT = 60    # seconds; only reached when something is broken
+TIMEOUT = 120       # seconds; only reached when something is broken
+FOREVER = 100_000   # epochs: a run that only ends when it is told to
+REPO = Path(__file__).resolve().parents[1]
 
 
-class Gate:
-    """An on_epoch callback that holds the worker after a chosen epoch until the test releases it."""
-
-    def __init__(self, at_epoch: int = 1):
-        self.at_epoch = at_epoch
-        self.reached = threading.Event()
-        self.release = threading.Event()
-        self.seen: list[tuple[str, int]] = []
-
-    def __call__(self, run_id: str, record: dict) -> None:
-        self.seen.append((run_id, record["epoch"]))
-        if record["epoch"] == self.at_epoch and not self.reached.is_set():
-            self.reached.set()
-            self.release.wait(TIMEOUT)
+@pytest.fixture
+def short_ttl(monkeypatch):
+    """Heartbeats every 0.5 s and stale after 2 s, in this process and in the workers it spawns."""
+    monkeypatch.setenv("TRAINLIB_HEARTBEAT_TTL", "2")
 
 
 @pytest.fixture
 def make_runner(runs_dir):
-    runners, gates = [], []
+    runners = []
 
-    def make(gate: Gate | None = None, **kwargs) -> Runner:
-        runner = Runner(runs_dir, on_epoch=gate, **kwargs)
+    def make(**kwargs) -> Runner:
+        runner = Runner(runs_dir, **kwargs)
         runners.append(runner)
-        if gate is not None:
-            gates.append(gate)
         return runner
 
     yield make
-    for gate in gates:
-        gate.release.set()
     for runner in runners:
         runner.shutdown()
 
 
-def test_submit_many_runs_them_all_to_finished(make_runner, tiny_spec, runs_dir):
-    runner = make_runner()
+def status_of(runs_dir: Path, run_id: str) -> dict:
+    return read_json(runs_dir / run_id / "status.json")
+
+
+def epochs_in(runs_dir: Path, run_id: str) -> list[int]:
+    return pd.read_csv(runs_dir / run_id / "metrics.csv")["epoch"].tolist()
+
+
+def reached_epoch(runs_dir: Path, run_id: str, epoch: int):
+    def condition() -> bool:
+        try:
+            return (status_of(runs_dir, run_id).get("epoch") or 0) >= epoch
+        except (OSError, ValueError):
+            return False
+    return condition
+
+
+def test_runs_train_in_their_own_processes_to_finished(make_runner, tiny_spec, runs_dir):
+    seen = []
+    runner = make_runner(workers=2, on_epoch=lambda run_id, record: seen.append((run_id, record["epoch"])))
+    assert runner.executor_name == "local" and runner.threads == 1
     specs = [tiny_spec(name=f"r{i}", seed=i, epochs=2) for i in range(3)]
     ids = runner.submit_many(specs, sweep="three")
-    assert len(set(ids)) == 3
     assert runner.wait(ids, timeout=TIMEOUT)
     assert not runner.busy()
-    for run_id, spec in zip(ids, specs):
-        status = read_json(runs_dir / run_id / "status.json")
+    pids = set()
+    for run_id in ids:
+        status = status_of(runs_dir, run_id)
         assert status["state"] == "finished" and status["sweep"] == "three" and status["epoch"] == 2
-        assert len(pd.read_csv(runs_dir / run_id / "metrics.csv")) == 2
-    snapshot = runner.snapshot()
-    assert set(snapshot) == set(ids)
-    first = snapshot[ids[0]]
-    assert first["name"] == "r0" and first["state"] == "finished"
-    assert first["epoch"] == first["epochs"] == 2 and first["elapsed"] is None
+        assert epochs_in(runs_dir, run_id) == [1, 2]
+        assert (runs_dir / run_id / LAST_CHECKPOINT).exists() and (runs_dir / run_id / CHECKPOINT).exists()
+        pids.add(status["pid"])
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2          # the two warm worker processes
+    for run_id in ids:                                               # on_epoch: every epoch, in order
+        assert [epoch for rid, epoch in seen if rid == run_id] == [1, 2]
+    first = runner.snapshot()[ids[0]]
+    assert first["name"] == "r0" and first["state"] == "finished" and first["epoch"] == 2
     assert first["last"]["epoch"] == 2 and first["last"]["val_loss"] > 0
-    frame = runner.store.list_runs()
-    assert sorted(frame["name"]) == ["r0", "r1", "r2"] and (frame["state"] == "finished").all()
 
 
-def test_a_run_that_cannot_start_fails_while_the_others_finish(make_runner, tiny_spec, runs_dir, tmp_path,
-                                                                no_download):
-    runner = make_runner()
+def test_a_run_that_cannot_start_fails_while_the_others_finish(make_runner, tiny_spec, runs_dir, tmp_path):
+    runner = make_runner(workers=1)
     missing = tiny_spec(name="mnist", dataset="mnist", data_dir=str(tmp_path / "no-mnist-here"))
     ids = runner.submit_many([tiny_spec(name="before"), missing, tiny_spec(name="after")])
     assert runner.wait(ids, timeout=TIMEOUT)
-    states = [read_json(runs_dir / run_id / "status.json")["state"] for run_id in ids]
-    assert states == ["finished", "failed", "finished"]
-    status = read_json(runs_dir / ids[1] / "status.json")
-    assert status["error"].startswith("DatasetUnavailable") and "MNIST" in status["error"]
-    assert status["ended_at"]
+    assert [status_of(runs_dir, run_id)["state"] for run_id in ids] == ["finished", "failed", "finished"]
+    status = status_of(runs_dir, ids[1])
+    assert status["error"].startswith("DatasetUnavailable") and "MNIST" in status["error"] and status["ended_at"]
     assert runner.snapshot()[ids[1]]["state"] == "failed"
 
 
+def test_same_scenario_same_curves_alone_and_inside_a_sweep(make_runner, tiny_spec, runs_dir):
+    """Dropout masks and batch orders come from the run's own process: other runs cannot shift them."""
+    spec = tiny_spec(name="probe", dropout=0.3, seed=7, epochs=3)
+    alone = make_runner(workers=1)
+    solo = alone.submit(spec)
+    assert alone.wait([solo], timeout=TIMEOUT)
+    sweep = make_runner(workers=2)
+    others = [tiny_spec(name=f"other{i}", dropout=0.5, seed=i, epochs=3) for i in range(3)]
+    ids = sweep.submit_many([others[0], spec, others[1], others[2]])
+    assert sweep.wait(ids, timeout=TIMEOUT)
+    a = pd.read_csv(runs_dir / solo / "metrics.csv")
+    b = pd.read_csv(runs_dir / ids[1] / "metrics.csv")
+    for column in ("train_loss", "val_loss", "train_acc", "val_acc"):
+        assert b[column].to_numpy() == pytest.approx(a[column].to_numpy(), rel=1e-5), column
+
+
 def test_cancel_a_queued_run_it_never_trains(make_runner, tiny_spec, runs_dir):
-    gate = Gate(at_epoch=1)
-    runner = make_runner(gate, workers=1)
-    first = runner.submit(tiny_spec(name="first", epochs=2))
+    runner = make_runner(workers=1)
+    first = runner.submit(tiny_spec(name="first", epochs=FOREVER))
     second = runner.submit(tiny_spec(name="second", epochs=2))
-    assert gate.reached.wait(TIMEOUT)              # the single worker is busy with the first run
+    wait_until(reached_epoch(runs_dir, first, 1), timeout=TIMEOUT)   # the only slot is busy with the first
     snapshot = runner.snapshot()
-    assert snapshot[first]["state"] == "running" and snapshot[first]["epoch"] == 1
-    assert snapshot[first]["elapsed"] >= 0
+    assert snapshot[first]["state"] == "running" and snapshot[first]["elapsed"] >= 0
     assert snapshot[second]["state"] == "queued" and snapshot[second]["epoch"] == 0
-    assert runner.wait([first], timeout=0.05) is False
     assert runner.cancel(second) is True
     assert runner.cancel(first) is False           # a running run is stopped, not cancelled
-    gate.release.set()
+    assert runner.stop(first) is True
     assert runner.wait([first, second], timeout=TIMEOUT)
-    status = read_json(runs_dir / second / "status.json")
+    status = status_of(runs_dir, second)
     assert status["state"] == "stopped" and "cancelled" in status["error"] and status["epoch"] == 0
-    assert not (runs_dir / second / "metrics.csv").exists() and not (runs_dir / second / CHECKPOINT).exists()
-    assert all(run_id == first for run_id, _ in gate.seen)
-    assert read_json(runs_dir / first / "status.json")["state"] == "finished"
-    assert runner.snapshot()[second]["state"] == "stopped"
+    assert not (runs_dir / second / "metrics.csv").exists()
+    assert status_of(runs_dir, first)["state"] == "stopped"
 
 
-def test_cancel_while_a_worker_is_taking_the_run_off_the_queue(make_runner, tiny_spec, runs_dir):
-    """The race between cancel() and a worker that has already dequeued the run: it must not train."""
+def test_stop_then_resume_continues_after_the_last_epoch(make_runner, tiny_spec, runs_dir):
     runner = make_runner(workers=1)
-    taken, proceed = threading.Event(), threading.Event()
-    original_run = runner._run
-
-    def slow_start(handle):
-        taken.set()                    # dequeued, stop_event checked, not started yet
-        proceed.wait(TIMEOUT)
-        original_run(handle)
-
-    runner._run = slow_start
-    run_id = runner.submit(tiny_spec(name="racy"))
-    assert taken.wait(TIMEOUT)
-    assert runner.cancel(run_id) is True
-    proceed.set()
-    assert runner.wait([run_id], timeout=TIMEOUT)
-    runner.shutdown()                  # joins the worker: whatever _run would do is done now
-    status = read_json(runs_dir / run_id / "status.json")
-    assert status["state"] == "stopped" and "cancelled" in status["error"]
-    assert not (runs_dir / run_id / "metrics.csv").exists()
-    assert runner.snapshot()[run_id]["state"] == "stopped"
-
-
-def test_stop_a_running_run(make_runner, tiny_spec, runs_dir):
-    gate = Gate(at_epoch=1)
-    runner = make_runner(gate)
-    run_id = runner.submit(tiny_spec(name="long", epochs=50))
-    assert gate.reached.wait(TIMEOUT)
+    run_id = runner.submit(tiny_spec(name="long", epochs=FOREVER))
+    wait_until(reached_epoch(runs_dir, run_id, 2), timeout=TIMEOUT)
     assert runner.stop(run_id) is True
-    gate.release.set()
     assert runner.wait([run_id], timeout=TIMEOUT)
-    status = read_json(runs_dir / run_id / "status.json")
+    status = status_of(runs_dir, run_id)
     assert status["state"] == "stopped" and status["error"] is None
-    assert status["epoch"] == 1                   # stopped between batches of epoch 2
-    assert pd.read_csv(runs_dir / run_id / "metrics.csv")["epoch"].tolist() == [1]
-    assert runner.snapshot()[run_id]["state"] == "stopped"
-    assert runner.stop(run_id) is False           # already over
+    done = epochs_in(runs_dir, run_id)
+    assert done == list(range(1, len(done) + 1)) and len(done) >= 2
+    assert not (runs_dir / run_id / STOP_REQUEST).exists()      # answered: a resume must not stop at once
+    assert runner.stop(run_id) is False                          # already over
+    before = pd.read_csv(runs_dir / run_id / "metrics.csv")
 
-
-def test_resume_an_interrupted_run_from_its_checkpoint(make_runner, tiny_spec, runs_dir):
-    spec = tiny_spec(name="crashed", epochs=3)
-    first_runner = make_runner()
-    folder = first_runner.store.new_run(spec)
-    # Train one epoch, then leave the folder as a killed process would: 'running', owner gone.
-    epochs_done = []
-    train(create_scenario(spec, log_folder=folder), on_epoch=lambda r: epochs_done.append(r["epoch"]),
-          should_stop=lambda: bool(epochs_done))
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    update_status(folder, state="running", pid=gone.pid, ended_at=None)
-
-    runner = make_runner()
-    assert runner.interrupted_at_start == [folder.name]
-    assert read_json(folder / "status.json")["state"] == "interrupted"
-    assert runner.resume(folder.name) == folder.name
-    assert runner.wait([folder.name], timeout=TIMEOUT)
-    status = read_json(folder / "status.json")
-    assert status["state"] == "finished" and status["resumed_from"] == 1 and status["epoch"] == 3
-    assert pd.read_csv(folder / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
-    assert read_json(folder / "summary.json")["epochs_run"] == 3
-
-
-def test_resume_of_a_live_run_is_refused(make_runner, tiny_spec):
-    gate = Gate(at_epoch=1)
-    runner = make_runner(gate)
-    run_id = runner.submit(tiny_spec(epochs=2))
-    assert gate.reached.wait(TIMEOUT)
-    with pytest.raises(ValueError, match="already running"):
-        runner.resume(run_id)
-    gate.release.set()
+    # Resume it with fewer epochs left than it has: put the target just past where it stopped.
+    spec = json.loads((runs_dir / run_id / "scenario.json").read_text())
+    spec["epochs"] = len(done) + 2
+    write_json(runs_dir / run_id / "scenario.json", spec)
+    assert runner.resume(run_id) == run_id
     assert runner.wait([run_id], timeout=TIMEOUT)
+    status = status_of(runs_dir, run_id)
+    assert status["state"] == "finished" and status["resumed_from"] == len(done)
+    after = pd.read_csv(runs_dir / run_id / "metrics.csv")
+    assert after["epoch"].tolist() == list(range(1, len(done) + 3))          # each epoch exactly once
+    pd.testing.assert_frame_equal(after.iloc[:len(done)], before)             # the earlier rows unchanged
 
 
-def test_default_workers_one_on_cpu_four_on_gpu(make_runner):
+def test_a_killed_run_shows_interrupted_within_the_ttl_and_resumes_without_gaps(
+        make_runner, tiny_spec, runs_dir, short_ttl):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runner = make_runner(workers=1)
+    run_id = runner.submit(tiny_spec(name="killed", epochs=FOREVER))
+    wait_until(reached_epoch(runs_dir, run_id, 3), timeout=TIMEOUT)
+    os.kill(status_of(runs_dir, run_id)["pid"], signal.SIGKILL)             # mid-epoch, at some batch
+    assert runner.wait([run_id], timeout=TIMEOUT)
+    # Nobody writes 'interrupted': readers derive it once the heartbeat is older than the TTL.
+    wait_until(lambda: runner.store.read_run(run_id)["status"]["state"] == "interrupted", timeout=10)
+    assert status_of(runs_dir, run_id)["state"] == "running"
+    done = epochs_in(runs_dir, run_id)
+    assert len(done) >= 3 and done == list(range(1, len(done) + 1))
+    before = pd.read_csv(runs_dir / run_id / "metrics.csv")
+    last = read_json(runs_dir / run_id / "status.json")["epoch"]
+
+    spec = json.loads((runs_dir / run_id / "scenario.json").read_text())
+    spec["epochs"] = last + 2
+    write_json(runs_dir / run_id / "scenario.json", spec)
+    runner.resume(run_id)
+    assert runner.wait([run_id], timeout=TIMEOUT)
+    assert status_of(runs_dir, run_id)["state"] == "finished"
+    after = pd.read_csv(runs_dir / run_id / "metrics.csv")
+    assert after["epoch"].tolist() == list(range(1, last + 3))
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before)
+    events = EventAccumulator(str(runs_dir / run_id))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("loss/val")]
+    assert steps == list(range(1, last + 3))                                # each epoch once in TensorBoard
+
+
+def test_a_fresh_heartbeat_is_alive_whatever_host_it_names(make_runner, tiny_spec, runs_dir, short_ttl):
+    runner = make_runner(workers=1)
+    folder = runner.store.new_run(tiny_spec(name="elsewhere"), owner=runner.runner_id)
+    update_status(folder, state="running", host="another-machine", pid=1, heartbeat_at=now_iso())
+    assert runner.store.read_run(folder.name)["status"]["state"] == "running"
+    with pytest.raises(ValueError, match="running; only interrupted or stopped runs resume"):
+        runner.resume(folder.name)
+    assert make_runner(workers=1, executor="thread").interrupted_at_start == []
+    # Once it stops beating it is interrupted, whatever it says, and resumes.
+    wait_until(lambda: runner.store.read_run(folder.name)["status"]["state"] == "interrupted", timeout=10)
+    assert status_of(runs_dir, folder.name)["state"] == "running"
+
+
+def test_a_run_that_aborts_is_failed_and_its_siblings_finish(runs_dir, tiny_spec):
+    runner = Runner(runs_dir, workers=2, executor=LocalProcessExecutor(2, threads=1, target=_abort_if_named_boom))
+    try:
+        ids = runner.submit_many([tiny_spec(name="a", epochs=3), tiny_spec(name="boom"),
+                                  tiny_spec(name="b", epochs=3), tiny_spec(name="c", epochs=3)])
+        assert runner.wait(ids, timeout=TIMEOUT)
+    finally:
+        runner.shutdown()
+    states = {run_id: status_of(runs_dir, run_id) for run_id in ids}
+    assert [states[run_id]["state"] for run_id in ids] == ["finished", "failed", "finished", "finished"]
+    assert "SIGABRT" in states[ids[1]]["error"]
+
+
+def _abort_if_named_boom(folder: str, resume: bool, threads: int | None) -> str:
+    from trainlib.worker import execute_run
+    if json.loads((Path(folder) / "scenario.json").read_text())["name"] == "boom":
+        os.abort()
+    return execute_run(folder, resume, threads)
+
+
+def test_stop_and_cancel_reach_a_run_of_another_process(make_runner, tiny_spec, runs_dir):
+    cli = subprocess.Popen([sys.executable, "-m", "trainlib", "sweep", "--runs-dir", str(runs_dir), "--workers", "1",
+                            "--dataset", "moons", "--train-subset", "200", "--hidden-sizes", "8",
+                            "--epochs", str(FOREVER), "--vary", "seed=1,2"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        here = make_runner(workers=1, executor="thread")
+        wait_until(lambda: sorted(here.store.list_runs()["recorded_state"]) == ["queued", "running"], timeout=TIMEOUT)
+        runs = here.store.list_runs().set_index("recorded_state")
+        running, queued = runs.loc["running", "run_id"], runs.loc["queued", "run_id"]
+        assert runs.loc["queued", "state"] == "queued"       # its runner beats: not this process's to adopt
+        assert here.adopt_orphans() == []
+        assert here.cancel(queued) is True
+        wait_until(reached_epoch(runs_dir, running, 1), timeout=TIMEOUT)
+        assert here.stop(running) is True
+        output, _ = cli.communicate(timeout=TIMEOUT)
+    finally:
+        cli.kill()
+    assert status_of(runs_dir, running)["state"] == "stopped", output
+    assert status_of(runs_dir, queued)["state"] == "stopped" and not (runs_dir / queued / "metrics.csv").exists()
+
+
+def test_a_restarted_runner_adopts_queued_runs_whose_runner_is_gone(make_runner, tiny_spec, runs_dir, short_ttl):
+    first = make_runner(workers=1, executor="thread")
+    folder = first.store.new_run(tiny_spec(name="left-queued"), owner="old-host-123-abcdef")
+    write_json(runs_dir / RUNNERS_DIR / "old-host-123-abcdef.json", {"heartbeat_at": "2020-01-01T00:00:00+00:00"})
+    live = first.store.new_run(tiny_spec(name="live-queue"), owner=first.runner_id)
+    assert first.store.read_run(folder.name)["status"]["state"] == "interrupted"
+    assert first.store.read_run(live.name)["status"]["state"] == "queued"
+
+    dashboard = make_runner(workers=1)
+    assert dashboard.adopt_orphans() == [folder.name]
+    assert dashboard.wait([folder.name], timeout=TIMEOUT)
+    assert status_of(runs_dir, folder.name)["state"] == "finished"
+    assert status_of(runs_dir, live.name)["state"] == "queued"            # a live runner's queue is its own
+
+
+def test_a_script_that_exits_right_after_wait_exits_0(runs_dir):
+    script = ("from trainlib import Runner, ScenarioSpec, variants\n"
+              "if __name__ == '__main__':\n"
+              "    base = ScenarioSpec(dataset='moons', train_subset=200, hidden_sizes=(8,), epochs=2)\n"
+              "    runner = Runner(%r, workers=2)\n"
+              "    runner.wait(runner.submit_many(variants(base, {'a': {}, 'b': {'dropout': 0.2}})))\n" % str(runs_dir))
+    for attempt in range(3):
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.returncode == 0, (attempt, done.stderr[-2000:])
+
+
+def test_default_workers_one_per_core_on_cpu_four_on_gpu(make_runner):
     import torch
-    assert make_runner().workers == (4 if torch.cuda.is_available() else 1)
-    assert make_runner(workers=3).workers == 3
-
-
-def test_a_second_runner_in_the_same_process_leaves_the_first_ones_runs_alone(runs_dir):
-    """Two runners in one process (a cached runner replaced, a script beside the app): the second
-    must not call the first one's live runs interrupted."""
-    from trainlib.spec import ScenarioSpec
-    first = Runner(runs_dir, workers=1)
-    release = threading.Event()
-    first.on_epoch = lambda run_id, record: release.wait(60)      # hold the run in 'running'
-    run_id = first.submit(ScenarioSpec(dataset="moons", hidden_sizes=(8,), epochs=2, train_subset=200))
-    deadline = time.monotonic() + 60
-    while first.snapshot()[run_id]["state"] != "running" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    second = Runner(runs_dir, workers=1)
-    assert run_id not in second.interrupted_at_start
-    release.set()
-    assert first.wait([run_id], timeout=60)
-    assert first.store.read_run(run_id)["status"]["state"] == "finished"
+    runner = make_runner(executor="thread")
+    assert runner.workers == (4 if torch.cuda.is_available() else os.cpu_count())
+    assert make_runner(workers=3, executor="thread").workers == 3
 
 
 def test_only_interrupted_or_stopped_runs_resume(make_runner, tiny_spec):
-    runner = make_runner()
+    runner = make_runner(workers=1)
     run_id = runner.submit(tiny_spec(epochs=1))
     assert runner.wait([run_id], timeout=TIMEOUT)
     with pytest.raises(ValueError, match="finished; only interrupted or stopped runs resume"):
@@ -214,22 +288,9 @@ def test_only_interrupted_or_stopped_runs_resume(make_runner, tiny_spec):
     assert runner.store.read_run(run_id)["status"]["state"] == "finished"
 
 
-def test_a_resumed_run_waiting_in_the_queue_is_not_reaped_again(make_runner, tiny_spec, runs_dir):
-    """The dashboard reaps orphans on every poll: a resumed run still queued behind another one
-    belongs to this process now, whatever pid its folder had before."""
-    store_runner = make_runner()
-    folder = store_runner.store.new_run(tiny_spec(name="orphan"))
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    update_status(folder, state="running", pid=gone.pid)
-    gate = Gate(at_epoch=1)
-    runner = make_runner(gate, workers=1)
-    assert runner.interrupted_at_start == [folder.name]
-    blocker = runner.submit(tiny_spec(name="blocker", epochs=2))
-    assert gate.reached.wait(TIMEOUT)                 # the only worker is busy: the resumed run waits
-    runner.resume(folder.name)
-    assert runner.reap_orphans() == []
-    assert read_json(folder / "status.json")["state"] == "queued"
-    gate.release.set()
-    assert runner.wait([blocker, folder.name], timeout=TIMEOUT)
-    assert read_json(folder / "status.json")["state"] == "finished"
+def test_the_runner_beats_while_alive_and_its_file_goes_with_it(runs_dir):
+    runner = Runner(runs_dir, workers=1, executor="thread")
+    beat = runs_dir / RUNNERS_DIR / f"{runner.runner_id}.json"
+    assert read_json(beat)["host"] == socket.gethostname()
+    runner.shutdown()
+    assert not beat.exists()

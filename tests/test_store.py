@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ import torch
 
 from trainlib import RunStore, create_scenario, list_runs, load_run, train
 from trainlib.loop import METRIC_COLUMNS
+from trainlib.liveness import RunnerHeartbeat
 from trainlib.store import CHECKPOINT, read_json, update_status, write_atomic, write_json
 
 
@@ -31,12 +31,12 @@ def test_new_run_is_queued_with_its_scenario(tiny_spec, runs_dir):
     store = RunStore()
     assert store.root == runs_dir                  # $TRAINLIB_RUNS_DIR
     spec = tiny_spec(name="my run/1")
-    folder = store.new_run(spec, sweep="s1")
+    folder = store.new_run(spec, sweep="s1", owner="runner-1")
     assert folder.parent == runs_dir and "/" not in folder.name and "my-run-1" in folder.name
     assert read_json(folder / "scenario.json") == spec.to_dict()
     status = read_json(folder / "status.json")
     assert status["state"] == "queued" and status["sweep"] == "s1" and status["epoch"] == 0
-    assert status["epochs"] == spec.epochs and status["pid"] == os.getpid()
+    assert status["epochs"] == spec.epochs and status["owner"] == "runner-1"
 
 
 def test_run_folder_after_training(tiny_spec):
@@ -81,7 +81,8 @@ def test_list_runs_and_load_run(tiny_spec, runs_dir):
     store = RunStore()
     a, _ = train_into_store(store, tiny_spec(name="a", epochs=2), sweep="s")
     b, _ = train_into_store(store, tiny_spec(name="b", epochs=3, hidden_sizes=(8, 4)), sweep="s")
-    queued = store.new_run(tiny_spec(name="c"))
+    beat = RunnerHeartbeat(runs_dir).start()                  # a live runner owns the queued run
+    queued = store.new_run(tiny_spec(name="c"), owner=beat.runner_id)
     frame = list_runs()                                       # the module function, default folder
     assert sorted(frame["run_id"]) == sorted([a.name, b.name, queued.name])
     assert frame.attrs["skipped"] == []
@@ -102,6 +103,8 @@ def test_list_runs_and_load_run(tiny_spec, runs_dir):
         load_run("no-such-run")
     with pytest.raises(KeyError):
         store.folder("../" + a.name)
+    beat.stop()                                               # its runner gone: shown interrupted
+    assert list_runs().set_index("name").loc["c", "state"] == "interrupted"
 
 
 def test_corrupt_folders_are_skipped_and_reported(tiny_spec, runs_dir):
@@ -128,8 +131,6 @@ def test_corrupt_folders_are_skipped_and_reported(tiny_spec, runs_dir):
     assert skipped["stray-file.txt"] == "a file, not a run folder"      # '.hidden': not a run, by convention
     # metrics of an unreadable run are skipped too, never a crash
     assert store.load_metrics([bad_json.name, "missing"]).empty
-    # nor does marking interrupted runs: the queued runs with a readable status.json are marked
-    assert sorted(store.mark_interrupted()) == sorted([good.name, not_object.name])
 
 
 def test_empty_store_lists_nothing(tmp_path):
@@ -169,35 +170,24 @@ def test_update_status_merges(tmp_path):
     assert read_json(tmp_path / "status.json") == status
 
 
-def test_mark_interrupted_only_touches_runs_whose_process_is_gone(tiny_spec):
+def test_readers_derive_interrupted_from_a_stale_heartbeat_and_never_write_it(tiny_spec, runs_dir, monkeypatch):
+    monkeypatch.setenv("TRAINLIB_HEARTBEAT_TTL", "30")
     store = RunStore()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        host = socket.gethostname()
-        orphan = store.new_run(tiny_spec(name="orphan"))
-        update_status(orphan, state="running", pid=dead.pid, host=host)
-        other_terminal = store.new_run(tiny_spec(name="other"))
-        update_status(other_terminal, state="running", pid=alive.pid, host=host)
-        mine = store.new_run(tiny_spec(name="mine"))
-        update_status(mine, state="running", pid=os.getpid(), host=host)
-        done = store.new_run(tiny_spec(name="done"))
-        update_status(done, state="finished", pid=dead.pid, host=host)
-        marked = store.mark_interrupted(live_run_ids={mine.name})
-        assert marked == [orphan.name]
-        status = read_json(orphan / "status.json")
-        assert status["state"] == "interrupted" and "running" in status["error"] and status["ended_at"]
-        assert read_json(other_terminal / "status.json")["state"] == "running"
-        assert read_json(mine / "status.json")["state"] == "running"
-        assert read_json(done / "status.json")["state"] == "finished"
-        # once its process is gone too, the other terminal's run is interrupted as well
-        alive.kill()
-        alive.wait()
-        assert store.mark_interrupted(live_run_ids={mine.name}) == [other_terminal.name]
-    finally:
-        alive.kill()
-        alive.wait()
+    stale = (datetime.now(timezone.utc) - timedelta(seconds=31)).isoformat()
+    fresh = (datetime.now(timezone.utc) - timedelta(seconds=5)).isoformat()
+    dead = store.new_run(tiny_spec(name="dead"))
+    update_status(dead, state="running", heartbeat_at=stale, host=socket.gethostname(), pid=os.getpid())
+    far = store.new_run(tiny_spec(name="far"))
+    update_status(far, state="running", heartbeat_at=fresh, host="another-machine", pid=1)
+    done = store.new_run(tiny_spec(name="done"))
+    update_status(done, state="finished", heartbeat_at=stale)
+    rows = store.list_runs().set_index("name")
+    assert rows.loc["dead", "state"] == "interrupted" and rows.loc["dead", "recorded_state"] == "running"
+    assert "no heartbeat for 3" in rows.loc["dead", "error"]
+    assert rows.loc["far", "state"] == "running"            # fresh: alive, whatever host and pid it names
+    assert rows.loc["done", "state"] == "finished"
+    assert read_json(dead / "status.json")["state"] == "running"      # the file is the run's alone
+    assert store.read_run(dead.name)["status"]["state"] == "interrupted"
 
 
 def test_tensorboard_reads_the_scalars_per_epoch(tiny_spec):
@@ -339,7 +329,8 @@ def test_a_summary_that_is_not_an_object_leaves_the_run_listed(tiny_spec):
 def test_scenario_keys_do_not_overwrite_the_rows_own_columns(tiny_spec):
     store = RunStore()
     folder = store.new_run(tiny_spec(name="mine"))
+    update_status(folder, state="stopped")
     spec = read_json(folder / "scenario.json")
     write_json(folder / "scenario.json", {**spec, "run_id": "someone-else", "state": "finished", "colour": "red"})
     row = store.list_runs().iloc[0]
-    assert row["run_id"] == folder.name and row["state"] == "queued" and "colour" not in row.index
+    assert row["run_id"] == folder.name and row["state"] == "stopped" and "colour" not in row.index

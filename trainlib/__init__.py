@@ -5,13 +5,15 @@
     history = train(S)
     print(history.test_acc)
 """
+from .callbacks import Callback, OnEpoch, StopWhen
 from .data import DatasetUnavailable, load_data
-from .loop import History, evaluate, fit, train
+from .history import History
+from .loop import evaluate, fit, train
 from .runner import Runner
 from .scenario import Scenario, create_scenario
 from .spec import ScenarioSpec, SpecError
 from .store import RunStore, list_runs, load_run
 from .sweep import grid, variants
 
-__all__ = ["DatasetUnavailable", "History", "Runner", "RunStore", "Scenario", "ScenarioSpec", "SpecError",
+__all__ = ["Callback", "DatasetUnavailable", "History", "OnEpoch", "StopWhen", "Runner", "RunStore", "Scenario", "ScenarioSpec", "SpecError",
            "create_scenario", "evaluate", "fit", "grid", "list_runs", "load_data", "load_run", "train", "variants"]

@@ -3,4 +3,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":      # worker processes are spawned: importing this module must not run the CLI
+    sys.exit(main())

@@ -1,11 +1,16 @@
-"""Command line: python -m trainlib {run,sweep,list,export} ...
+"""Command line: python -m trainlib {run,sweep,resume,stop,list,export} ...
 
     python -m trainlib run --dataset mnist --epochs 5 --lr 1e-3 --dropout 0.2
     python -m trainlib sweep --dataset mnist --epochs 5 --variant 'baseline:' --variant 'l2:weight_decay=1e-5' \
         --variant 'dropout:dropout=0.2' --variant 'batchnorm:batchnorm=true'
     python -m trainlib sweep --vary lr=1e-2,1e-3 --vary dropout=0,0.2          # a 2x2 grid
+    python -m trainlib sweep ... --executor ray --ray-address ray://head:10001  # on a Ray cluster
+    python -m trainlib resume RUN_ID...          # interrupted or stopped runs, after their last epoch
+    python -m trainlib stop RUN_ID...            # wherever they train: a request in the run folder
     python -m trainlib list
     python -m trainlib export RUN_ID... --csv metrics.csv
+
+Ctrl-C on run, sweep or resume stops their runs between two batches: 'stopped', resumable.
 
 A bad flag or value prints one line naming it and what is allowed, exits with status 2 and creates
 no run folder; that includes what this machine can check before training (a GPU, the dataset's
@@ -27,6 +32,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from .executors import EXECUTOR_ENV, EXECUTORS, default_executor
 from .preflight import check_can_run_here
 from .spec import DEFAULTS, ScenarioSpec, SpecError, field_kind, field_names, parse_value, shown
 from .store import RUNS_ENV, RunStore, default_runs_dir
@@ -91,7 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a named run: the base plus these changes ('baseline:' is the base itself)")
     sweep.add_argument("--sweep-name", default=None, help="tag for the runs (default: sweep-<time>)")
     sweep.add_argument("--workers", type=int, default=None,
-                       help=f"runs at once, 1..{MAX_WORKERS} (default: 1 on CPU, 4 on GPU)")
+                       help=f"runs at once, 1..{MAX_WORKERS} (default: one per core on a CPU, 4 on a GPU)")
+    resume = commands.add_parser("resume", help="continue interrupted or stopped runs after their last epoch")
+    resume.add_argument("runs", nargs="+", metavar="RUN")
+    resume.add_argument("--runs-dir", default=None)
+    stop = commands.add_parser("stop", help="ask running runs to stop (queued ones not to start), wherever they train")
+    stop.add_argument("runs", nargs="+", metavar="RUN")
+    stop.add_argument("--runs-dir", default=None)
+    for command in (run, sweep, resume):
+        command.add_argument("--executor", choices=EXECUTORS, default=None,
+                             help=f"where runs execute (default: ${EXECUTOR_ENV} or local: one process per run here)")
+        command.add_argument("--ray-address", default=None, metavar="ADDR",
+                             help="a Ray cluster (default: $RAY_ADDRESS; none: a local Ray instance for this command)")
     listing = commands.add_parser("list", help="a table of the runs")
     listing.add_argument("--runs-dir", default=None)
     export = commands.add_parser("export", help="metrics of runs as one long CSV")
@@ -283,41 +300,94 @@ class _OneLineLogHandler(logging.StreamHandler):
 
 
 # ----------------------------------------------------------------------------- commands
-def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name: str | None) -> int:
-    from .runner import Runner
-    bar = ProgressBar()
-    specs_by_id: dict[str, ScenarioSpec] = {}
-
-    def on_epoch(run_id: str, record: dict) -> None:
-        spec = specs_by_id[run_id]
-        elapsed = runner.snapshot().get(run_id, {}).get("elapsed")     # since this run started, not the command
-        bar.update(run_id, spec.name, record, spec.epochs, elapsed)
-
+def make_runner(args: argparse.Namespace, on_epoch, runs: int):
+    from .executors import ExecutorUnavailable
+    from .runner import Runner, default_workers
+    # No more worker processes than runs: each one is started (and imports torch) up front.
+    workers = getattr(args, "workers", None) or max(1, min(default_workers(), runs))
     try:
-        runner = Runner(args.runs_dir, workers=getattr(args, "workers", None), on_epoch=on_epoch)
+        return Runner(args.runs_dir, workers=workers, on_epoch=on_epoch,
+                      executor=args.executor, ray_address=args.ray_address)
     except OSError as exc:
         raise FlagError("--runs-dir", f"cannot use {runs_dir_of(args)}: {exc.strerror or exc}") from None
+    except ExecutorUnavailable as exc:
+        raise FlagError("--executor", str(exc)) from None
+
+
+def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name: str | None,
+                resume_ids: Sequence[str] = ()) -> int:
+    """Train specs (new runs) or resume_ids (existing ones) with a progress line each, until they end.
+    Ctrl-C stops them between two batches (state 'stopped', resumable); a second Ctrl-C leaves at once."""
+    bar = ProgressBar()
+    names: dict[str, tuple[str, int]] = {}
+
+    def on_epoch(run_id: str, record: dict) -> None:
+        name, epochs = names[run_id]
+        elapsed = runner.snapshot().get(run_id, {}).get("elapsed")     # since this run started, not the command
+        bar.update(run_id, name, record, epochs, elapsed)
+
+    runner = make_runner(args, on_epoch, len(specs) + len(resume_ids))
     ids = []
-    for spec in specs:
-        run_id = runner.submit(spec, sweep=sweep_name)
-        specs_by_id[run_id] = spec
-        ids.append(run_id)
     try:
-        pending = list(ids)
-        while pending:
-            runner.wait(pending[:1], timeout=0.2)
-            for run_id in [r for r in pending if runner.wait([r], timeout=0)]:
-                bar.finish(run_id)
-                pending.remove(run_id)
-    except KeyboardInterrupt:
-        bar.close()
-        print("stopping...", file=sys.stderr)
+        for spec in specs:
+            run_id = runner.submit(spec, sweep=sweep_name)
+            names[run_id] = (spec.name, spec.epochs)
+            ids.append(run_id)
+        for run_id in resume_ids:
+            try:
+                spec = runner.store.read_spec(run_id)
+                runner.resume(run_id)
+            except KeyError as exc:
+                raise FlagError("RUN", exc.args[0]) from None
+            except ValueError as exc:
+                raise FlagError("RUN", str(exc)) from None
+            names[run_id] = (spec.name, spec.epochs)
+            ids.append(run_id)
+        try:
+            follow(runner, bar, ids)
+        except KeyboardInterrupt:
+            bar.close()
+            print("stopping (the runs end 'stopped' and can be resumed; Ctrl-C again to leave now)...",
+                  file=sys.stderr)
+            runner.stop_all()
+            runner.wait(ids)
     finally:
-        # Join the workers before the interpreter exits: a worker still freeing a run's tensors while
-        # Python shuts down aborted the process ('terminate called without an active exception').
-        runner.shutdown()
+        runner.shutdown()        # stops what is left (a second Ctrl-C) and ends the worker processes
     bar.close()
     return print_outcome(runner.store, ids)
+
+
+def follow(runner, bar: "ProgressBar", ids: list[str]) -> None:
+    pending = list(ids)
+    while pending:
+        runner.wait(pending[:1], timeout=0.2)
+        for run_id in [r for r in pending if runner.wait([r], timeout=0)]:
+            bar.finish(run_id)
+            pending.remove(run_id)
+
+
+def command_stop(args: argparse.Namespace) -> int:
+    """Write a stop request into each run's folder: the run stops between two batches, on this
+    machine or another; a queued run is not started."""
+    from .liveness import request_stop
+    path = runs_dir_of(args)
+    store = open_existing_store(path)
+    if store is None:
+        raise FlagError("--runs-dir", f"no runs folder {path}")
+    for run_id in args.runs:
+        try:
+            with _looking_at("RUN", run_id):
+                state = store.read_run(run_id)["status"]["state"]
+        except KeyError as exc:
+            raise FlagError("RUN", exc.args[0]) from None
+        except ValueError as exc:
+            raise FlagError("RUN", f"{run_id}: {exc}") from None
+        if state not in ("queued", "running"):
+            print(f"{run_id}: already {state}")
+            continue
+        request_stop(store.folder(run_id), reason="stop" if state == "running" else "cancel")
+        print(f"{run_id}: stop requested ({state})")
+    return 0
 
 
 def command_list(args: argparse.Namespace) -> int:
@@ -387,6 +457,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_list(args)
         if args.command == "export":
             return command_export(args)
+        if args.command == "stop":
+            return command_stop(args)
+        if args.command == "resume":
+            if open_existing_store(runs_dir_of(args)) is None:
+                raise FlagError("--runs-dir", f"no runs folder {runs_dir_of(args)}")
+            return command_run(args, [], None, resume_ids=args.runs)
         base = spec_from_args(args)
         if args.command == "run":
             specs, sweep_name = [base], None
@@ -397,8 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"--workers: must be in [1, {MAX_WORKERS}], got {args.workers}")
             sweep_name = args.sweep_name or time.strftime("sweep-%Y%m%d-%H%M%S")
             specs = specs_of_sweep(args, base, sweep_name)
-        # Everything this machine can check, for every run, before the first run folder is made.
-        for spec in specs:
+        # Everything this machine can check, for every run, before the first run folder is made
+        # (runs sent to a Ray cluster train elsewhere: that machine checks them).
+        remote = (args.executor or default_executor()) == "ray" and (args.ray_address or os.environ.get("RAY_ADDRESS"))
+        for spec in specs if not remote else []:
             check_can_run_here(spec)
         check_runs_dir_writable(runs_dir_of(args))
         return command_run(args, specs, sweep_name)

@@ -279,7 +279,7 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.transform = transform
-        self.generator = torch.Generator(device=device).manual_seed(seed) if shuffle else None
+        self.order = EpochOrder(seed, device) if shuffle else None
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -289,11 +289,13 @@ class DeviceLoader:
     def num_samples(self) -> int:
         return len(self.y)
 
+    def set_epoch(self, epoch: int) -> None:
+        if self.order is not None:
+            self.order.set_epoch(epoch)
+
     def epoch_order(self) -> torch.Tensor | None:
-        """This epoch's sample order (None = natural order). Advances the generator."""
-        if not self.shuffle:
-            return None
-        return torch.randperm(len(self.y), device=self.y.device, generator=self.generator)
+        """This epoch's sample order (None = natural order); the next call gives the next epoch's."""
+        return self.order.permutation(len(self.y)) if self.order is not None else None
 
     def batch_bounds(self) -> Iterator[tuple[int, int]]:
         n = len(self.y)
@@ -311,18 +313,37 @@ class DeviceLoader:
                 yield self.transform(self.x[idx]), self.y[idx]
 
 
+class EpochOrder:
+    """The shuffled order of an epoch as a function of (seed, epoch), as DistributedSampler does it:
+    a resumed run draws epoch 7's order without replaying epochs 1-6, and no generator state needs
+    saving. Epochs count up by themselves from 1; set_epoch(n) says which comes next."""
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu"):
+        self.seed = seed
+        self.next_epoch = 1
+        self.generator = torch.Generator(device=device)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.next_epoch = epoch
+
+    def permutation(self, n: int) -> torch.Tensor:
+        self.generator.manual_seed(self.seed + self.next_epoch)
+        self.next_epoch += 1
+        return torch.randperm(n, device=self.generator.device, generator=self.generator)
+
+
 class _EpochPermutation(torch.utils.data.Sampler):
-    """DeviceLoader.epoch_order on the host: a fresh torch.randperm(n, generator) each epoch."""
+    """DeviceLoader.epoch_order on the host: the same EpochOrder, as a DataLoader sampler."""
 
     def __init__(self, n: int, seed: int):
         self.n = n
-        self.generator = torch.Generator().manual_seed(seed)
+        self.order = EpochOrder(seed)
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[int]:
-        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+        return iter(self.order.permutation(self.n).tolist())
 
 
 class HostLoader:
@@ -334,7 +355,7 @@ class HostLoader:
         # Same order as DeviceLoader for the same seed: one randperm per epoch from a seeded generator.
         # (RandomSampler draws a second randperm per epoch, and DataLoader draws its worker base seed
         # from the generator it is given, so neither may share this one.)
-        sampler = _EpochPermutation(len(split), seed) if shuffle else None
+        self.sampler = sampler = _EpochPermutation(len(split), seed) if shuffle else None
         self.loader = DataLoader(TensorDataset(split.x, split.y), batch_size=batch_size, sampler=sampler,
                                  drop_last=drop_last, generator=torch.Generator().manual_seed(seed),
                                  pin_memory=device.type == "cuda")
@@ -344,6 +365,10 @@ class HostLoader:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler is not None:
+            self.sampler.order.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.loader:

@@ -1,6 +1,7 @@
 """The training loop: a generator of per-epoch records, and train(S) around it.
 
     history = train(S)                                  # writes S.log_folder when it is set
+    history = train(S, callbacks=[OnEpoch(print)])      # the loop's concerns are callbacks (callbacks.py)
     for record in fit(S): print(record["val_loss"])     # the bare loop, no files, no early stopping
 
 The loop returns values, it never prints. Metrics are summed on the device and read once per
@@ -9,24 +10,22 @@ epoch (one host sync), never with .item() per batch.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
-import pandas as pd
 import torch
 from torch import nn
 
+from .callbacks import BestEpoch, Callback, OnEpoch, StopWhen, TrainingRun
+from .history import METRIC_COLUMNS, History  # noqa: F401 (METRIC_COLUMNS: part of this module's API)
 from .scenario import Scenario
 
 log = logging.getLogger("trainlib")
 ShouldStop = Callable[[], bool] | None
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"]
 
 
 class StopTraining(Exception):
@@ -37,31 +36,6 @@ class Diverged(Exception):
     def __init__(self, epoch: int, value: float):
         super().__init__(f"loss became {value} at epoch {epoch}")
         self.epoch = epoch
-
-
-@dataclass
-class History:
-    records: list[dict] = field(default_factory=list)
-    state: str = "running"              # finished, stopped, failed or diverged once train() returns
-    error: str | None = None
-    test_loss: float | None = None
-    test_acc: float | None = None
-    best_epoch: int | None = None
-    best_val_loss: float | None = None
-    early_stopped: bool = False
-    engine: str = ""                    # 'cuda-graph' or 'eager (reason)'
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records, columns=METRIC_COLUMNS)
-
-    def summary(self) -> dict:
-        last = self.records[-1] if self.records else {}
-        return {"state": self.state, "test_loss": self.test_loss, "test_acc": self.test_acc,
-                "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
-                "final_train_loss": last.get("train_loss"), "final_val_loss": last.get("val_loss"),
-                "final_val_acc": last.get("val_acc"), "epochs_run": len(self.records),
-                "early_stopped": self.early_stopped, "engine": self.engine,
-                "seconds": sum(r["seconds"] for r in self.records)}
 
 
 # ----------------------------------------------------------------------------- losses and counts
@@ -169,6 +143,9 @@ class EagerStepper:
         if self.S.scheduler_per_batch:
             step_scheduler(self.S)
 
+    def close(self) -> None:
+        """Called when the loop ends, however it ends."""
+
     def run_epoch(self, should_stop: ShouldStop) -> int:
         """Train one epoch; returns the number of samples seen (metrics stay on the device)."""
         self.S.model.train()
@@ -206,6 +183,7 @@ class GraphStepper(EagerStepper):
         self.position = torch.zeros((), dtype=torch.long, device=S.device)
         self.offsets = torch.arange(self.batch_size, device=S.device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.side: torch.cuda.Stream | None = None      # the capture's stream, made by _capture
 
     def _graph_body(self) -> None:
         loader, S = self.S.train_loader, self.S
@@ -219,9 +197,21 @@ class GraphStepper(EagerStepper):
         self.loss_sum += loss.detach() * self.batch_size
         self.correct += count_correct(out.detach(), y, S.task)
 
+    def synchronize(self) -> None:
+        """Wait for this run's own streams only (never the whole device): before its tensors are
+        freed after a stop or a failed capture."""
+        if self.S.device.type != "cuda":
+            return
+        if self.side is not None:
+            self.side.synchronize()
+        torch.cuda.current_stream(self.S.device).synchronize()
+
+    def close(self) -> None:
+        self.synchronize()
+
     def _capture(self) -> None:
         S = self.S
-        side = torch.cuda.Stream(device=S.device)
+        self.side = side = torch.cuda.Stream(device=S.device)
         side.wait_stream(torch.cuda.current_stream(S.device))
         with torch.cuda.stream(side):
             while self.warm_steps < self.WARMUP_STEPS:   # real steps: these batches count for the epoch
@@ -242,7 +232,7 @@ class GraphStepper(EagerStepper):
         """Capture failed: say why, and train eagerly from here on (no batch repeated or skipped)."""
         self.S.graph_reason = f"capture failed: {type(exc).__name__}: {exc}"
         log.warning("%s: CUDA graph not used, %s", self.S.spec.name, self.S.graph_reason)
-        torch.cuda.synchronize(self.S.device)
+        self.synchronize()
 
     def run_epoch(self, should_stop: ShouldStop) -> int:
         S, loader = self.S, self.S.train_loader
@@ -289,22 +279,32 @@ def make_stepper(S: Scenario) -> EagerStepper:
 def fit(S: Scenario, should_stop: ShouldStop = None, start_epoch: int = 1) -> Iterator[dict]:
     """Yield one metrics record per epoch from start_epoch to S.epochs; raise Diverged or StopTraining."""
     stepper = make_stepper(S)
-    for epoch in range(start_epoch, S.epochs + 1):
-        started = time.perf_counter()
-        lr = current_lr(S.optimizer)
-        seen = stepper.run_epoch(should_stop)
-        train_loss, train_right = torch.stack([stepper.loss_sum, stepper.correct.to(stepper.loss_sum.dtype)]).tolist()
-        train_loss /= max(seen, 1)
-        val_loss, val_acc = evaluate(S, S.valid_loader)
-        if S.scheduler is not None and not S.scheduler_per_batch:
-            step_scheduler(S)
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            raise Diverged(epoch, train_loss if not math.isfinite(train_loss) else val_loss)
-        seconds = time.perf_counter() - started
-        yield {"epoch": epoch, "train_loss": train_loss,
-               "train_acc": math.nan if S.task == "regression" else train_right / max(seen, 1),
-               "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": seconds,
-               "samples_per_s": seen / seconds if seconds > 0 else math.nan}
+    try:
+        for epoch in range(start_epoch, S.epochs + 1):
+            yield _train_epoch(S, stepper, epoch, should_stop)
+    finally:
+        stepper.close()
+
+
+def _train_epoch(S: Scenario, stepper: EagerStepper, epoch: int, should_stop: ShouldStop) -> dict:
+    started = time.perf_counter()
+    lr = current_lr(S.optimizer)
+    set_epoch = getattr(S.train_loader, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(epoch)          # the batch order is a function of (seed, epoch): a resume continues it
+    seen = stepper.run_epoch(should_stop)
+    train_loss, train_right = torch.stack([stepper.loss_sum, stepper.correct.to(stepper.loss_sum.dtype)]).tolist()
+    train_loss /= max(seen, 1)
+    val_loss, val_acc = evaluate(S, S.valid_loader)
+    if S.scheduler is not None and not S.scheduler_per_batch:
+        step_scheduler(S)
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        raise Diverged(epoch, train_loss if not math.isfinite(train_loss) else val_loss)
+    seconds = time.perf_counter() - started
+    return {"epoch": epoch, "train_loss": train_loss,
+            "train_acc": math.nan if S.task == "regression" else train_right / max(seen, 1),
+            "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": seconds,
+            "samples_per_s": seen / seconds if seconds > 0 else math.nan}
 
 
 def engine_name(S: Scenario) -> str:
@@ -312,52 +312,53 @@ def engine_name(S: Scenario) -> str:
 
 
 def train(S: Scenario, on_epoch: Callable[[dict], None] | None = None, should_stop: ShouldStop = None,
-          resume: bool = False) -> History:
-    """Run the scenario to its end, with early stopping and the best checkpoint; never raises for a run's failure.
+          resume: bool = False, callbacks: Iterable[Callback] = ()) -> History:
+    """Run the scenario to its end; never raises for a run's failure (History.state says it).
 
-    With S.log_folder set, the run folder is kept up to date every epoch (see store.RunRecorder).
-    resume=True continues from the folder's checkpoint_best.pth at the epoch after it.
+    With S.log_folder set, the folder is kept whole every epoch (recording.py): metrics, both
+    checkpoints, TensorBoard, status with a heartbeat, and stop requests honoured. resume=True
+    continues after the last finished epoch of the folder's checkpoint_last.pth (or, for runs
+    written before it existed, after the best epoch of checkpoint_best.pth).
     """
-    from .store import RunRecorder, load_checkpoint   # the store imports this module's History
+    from . import checkpoints
+    from .recording import folder_callbacks
 
     history = History(engine=engine_name(S))
-    recorder = RunRecorder(S.log_folder, S.spec) if S.log_folder else None
-    patience = S.spec.early_stopping_patience
-    best_state: dict | None = None
-    bad_epochs = 0
-    start_epoch = 1
+    run = TrainingRun(S, history)
+    best = BestEpoch(S.spec.early_stopping_patience)
+    everything: list[Callback] = [best]
+    if S.log_folder:
+        everything += folder_callbacks(S.log_folder, S.spec, best)
+    everything += list(callbacks)
+    if on_epoch is not None:
+        everything.append(OnEpoch(on_epoch))
+    if should_stop is not None:
+        everything.append(StopWhen(should_stop))
+
+    def stop_now() -> bool:
+        return any(callback.should_stop() for callback in everything)
+
+    started = []
     try:
         if resume:
-            if recorder is None:
-                raise ValueError("resume needs the scenario's log_folder with its checkpoint_best.pth")
-            checkpoint = load_checkpoint(S)
+            if not S.log_folder:
+                raise ValueError("resume needs the scenario's log_folder with its checkpoints")
+            run.checkpoint = checkpoints.restore(S)
             pin_lr_tensor(S)
-            start_epoch = checkpoint["epoch"] + 1
-            history.best_epoch, history.best_val_loss = checkpoint["epoch"], checkpoint["best_loss"]
-            history.records = recorder.previous_records(up_to_epoch=checkpoint["epoch"])
-            best_state = copy.deepcopy(S.model.state_dict())
-        if recorder:
-            recorder.started(history, resumed_from=start_epoch - 1 if resume else None)
-        for record in fit(S, should_stop, start_epoch):
-            history.records.append(record)
-            if history.best_val_loss is None or record["val_loss"] < history.best_val_loss:
-                history.best_epoch, history.best_val_loss = record["epoch"], record["val_loss"]
-                bad_epochs = 0
-                if patience:
-                    best_state = {k: v.detach().clone() for k, v in S.model.state_dict().items()}
-                if recorder:
-                    recorder.save_checkpoint(S, record["epoch"], record["val_loss"])
-            else:
-                bad_epochs += 1
-            if recorder:
-                recorder.epoch_done(record, history)
-            if on_epoch:
-                on_epoch(record)
-            if patience and bad_epochs >= patience:
-                history.early_stopped = True
-                break
-        if patience and best_state is not None:
-            S.model.load_state_dict(best_state)     # early stopping hands back the best epoch's weights
+            run.start_epoch = run.checkpoint["epoch"] + 1
+            history.records = _records_up_to(S.log_folder, run.checkpoint)
+        for callback in everything:
+            callback.before_fit(run)
+            started.append(callback)
+        if not history.early_stopped:
+            for record in fit(S, stop_now, run.start_epoch):
+                history.records.append(record)
+                for callback in everything:
+                    callback.after_epoch(run, record)
+                if run.early_stop:
+                    break
+        for callback in everything:
+            callback.before_test(run)
         history.test_loss, history.test_acc = evaluate(S, S.test_loader)
         if S.task == "regression":
             history.test_acc = None
@@ -366,12 +367,24 @@ def train(S: Scenario, on_epoch: Callable[[dict], None] | None = None, should_st
         history.state = "stopped"
     except Diverged as exc:
         history.state, history.error = "diverged", str(exc)
-    except Exception as exc:  # a run's failure is recorded, never raised into the runner's thread
+    except Exception as exc:  # a run's failure is recorded, never raised into whoever runs it
         history.state = "failed"
         history.error = f"{type(exc).__name__}: {exc}"
         log.debug("run %s failed\n%s", S.spec.name, traceback.format_exc())
     finally:
         history.engine = engine_name(S)
-        if recorder:
-            recorder.finished(history)
+        for callback in started:
+            try:
+                callback.after_fit(run)
+            except Exception:      # one callback's trouble must not hide the others' final writes
+                log.exception("run %s: %s.after_fit failed", S.spec.name, type(callback).__name__)
     return history
+
+
+def _records_up_to(folder, checkpoint: dict) -> list[dict]:
+    """The metrics rows of the epochs a checkpoint holds: its own copy (a last checkpoint), else
+    metrics.csv's rows up to its epoch (a best checkpoint from before checkpoint_last.pth)."""
+    if checkpoint.get("records") is not None:
+        return [dict(r) for r in checkpoint["records"]]
+    from .runfiles import read_metrics_rows
+    return read_metrics_rows(folder, up_to_epoch=checkpoint["epoch"])

@@ -1,44 +1,63 @@
-"""The runner: a queue of runs and worker threads that train them, without any UI.
+"""The runner: a queue of runs handed to an executor (warm local processes by default, or Ray).
 
-    runner = Runner(runs_dir="runs")             # 1 worker on a CPU, 4 on a GPU by default
-    ids = runner.submit_many(specs, sweep="regularization")
-    runner.stop(ids[0]); runner.cancel(ids[3]); runner.resume(some_interrupted_id)
-    runner.wait(ids)                             # block until they end (CLI, benchmark, tests)
-    runner.snapshot()                            # {run_id: {'state', 'epoch', 'epochs', ...}} for polling
+    if __name__ == "__main__":                   # worker processes are spawned: scripts need the guard
+        runner = Runner(runs_dir="runs")         # one single-threaded process per core on a CPU, 4 runs on a GPU
+        ids = runner.submit_many(specs, sweep="regularization")
+        runner.stop(ids[0]); runner.cancel(ids[3]); runner.resume(some_interrupted_id)
+        runner.wait(ids)                         # block until they end (CLI, benchmark, tests)
+        runner.snapshot()                        # {run_id: {'state', 'epoch', 'epochs', ...}} for polling
 
-Each run gets a fresh scenario built in its worker thread. A run that fails is recorded as failed
-with its error and the other runs go on. Workers never touch the UI: the run folder is the channel.
+Each run executes in its own process (executors.py) with nothing of torch's global state shared
+with another run, so a scenario gives the same curves alone or in a sweep, and a run that crashes
+takes nothing else with it: it is recorded failed (or, killed, shown interrupted) and the others go
+on. The run folder is the only channel to the run: its status, metrics and heartbeat come out, stop
+requests go in (liveness.py), so stop works for a run of any process or machine.
+
+A runner's own heartbeat (<runs>/.runners/) says its queued runs are still its own; a dashboard that
+restarts adopts the queued runs whose runner is gone (adopt_orphans), never a live terminal's queue.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
-import socket
+import signal
 import threading
 import time
 import weakref
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from .loop import train
-from .scenario import create_scenario
+from .checkpoints import CHECKPOINT, LAST_CHECKPOINT
+from .executors import default_executor, make_executor
+from .liveness import RunnerHeartbeat, clear_stop_request, request_stop, stop_requested
+from .runfiles import now_iso, read_json, update_status
 from .spec import ScenarioSpec
-from .store import CHECKPOINT, RESUMABLE_STATES, RunStore, now_iso, update_status
+from .store import RESUMABLE_STATES, RunStore
 
 log = logging.getLogger("trainlib")
 FINAL_STATES = ("finished", "stopped", "failed", "diverged", "interrupted")
-_RUNNERS: "weakref.WeakSet[Runner]" = weakref.WeakSet()     # every Runner alive in this process
+POLL_EVERY = 0.25         # seconds between looks at a running run's status.json (progress, on_epoch)
+
+
+def cuda_visible() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 def default_workers() -> int:
-    # Several runs share a GPU well (each is bound by kernel-launch overhead, not FLOPs);
-    # on a small CPU, concurrent runs only fight over the cores.
-    return 4 if torch.cuda.is_available() else 1
+    # Several runs share a GPU well (each is bound by kernel-launch overhead, not FLOPs). On a CPU the
+    # small models of a class are bound by per-step overhead too: one single-threaded run per core
+    # (4 runs in 2 single-thread processes finished 1.68x sooner than in one process with 2 threads).
+    return 4 if cuda_visible() else max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int | None:
+    """torch threads per run: 1 on a CPU (one run per core), torch's choice on a GPU."""
+    return None if cuda_visible() else 1
 
 
 @dataclass
@@ -46,105 +65,151 @@ class RunHandle:
     run_id: str
     spec: ScenarioSpec
     resume: bool = False
-    stop_event: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"
     epoch: int = 0
-    started: float | None = None          # time.monotonic() at start
+    started: float | None = None          # time.monotonic() when its process took it, then when it started training
+    training: bool = False                # its folder has said 'running'
     last_record: dict | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
 class Runner:
     def __init__(self, runs_dir: str | Path | None = None, workers: int | None = None,
-                 on_epoch: Callable[[str, dict], None] | None = None):
+                 on_epoch: Callable[[str, dict], None] | None = None, executor=None,
+                 ray_address: str | None = None, threads: int | None = None):
         self.store = RunStore(runs_dir)
         self.workers = workers or default_workers()
+        self.threads = threads if threads is not None else default_threads()
         self.on_epoch = on_epoch
+        # executor: 'local', 'ray' or 'thread' (executors.py), or an executor object of one's own
+        self.executor = (executor if executor is not None and not isinstance(executor, str) else
+                         make_executor(executor or default_executor(), self.workers, self.threads, ray_address))
         self._queue: queue.Queue[RunHandle | None] = queue.Queue()
         self._handles: dict[str, RunHandle] = {}
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        # Runs a dead process left queued or running cannot finish any more: say so now. Runs that
-        # another Runner of this same process is handling are alive, not interrupted.
-        live_here = set().union(*(runner.live_ids() for runner in list(_RUNNERS)))
-        self.interrupted_at_start = self.store.mark_interrupted(live_run_ids=live_here)
-        _RUNNERS.add(self)
+        self._heartbeat = RunnerHeartbeat(self.store.root).start()
+        self.runner_id = self._heartbeat.runner_id
+        self._finalizer = weakref.finalize(self, self._heartbeat.stop)
+        self._threads = [threading.Thread(target=self._dispatch, args=(slot,), name=f"trainlib-slot-{slot}",
+                                          daemon=True) for slot in range(self.workers)]
+        for thread in self._threads:
+            thread.start()
+        # What a restarted dashboard says once: runs a dead process left behind (shown interrupted).
+        runs = self.store.list_runs()
+        self.interrupted_at_start = list(runs.loc[runs["state"] == "interrupted", "run_id"]) if not runs.empty else []
+
+    @property
+    def executor_name(self) -> str:
+        return self.executor.name
+
+    def describe_executor(self) -> str:
+        return self.executor.describe()
 
     # ------------------------------------------------------------------ submitting
     def submit(self, spec: ScenarioSpec, sweep: str | None = None) -> str:
-        folder = self.store.new_run(spec, sweep=sweep)
+        folder = self.store.new_run(spec, sweep=sweep, owner=self.runner_id)
         return self._enqueue(RunHandle(folder.name, spec))
 
     def submit_many(self, specs: list[ScenarioSpec], sweep: str | None = None) -> list[str]:
         return [self.submit(spec, sweep) for spec in specs]
 
     def resume(self, run_id: str) -> str:
-        """Queue an interrupted or stopped run again. It continues from its best checkpoint: the
-        epochs after the best one are trained again. Without a checkpoint it starts over."""
+        """Queue an interrupted or stopped run again: it continues after its last finished epoch
+        (checkpoint_last.pth). Refused for a run whose heartbeat is fresh, wherever it runs."""
         with self._lock:
-            status = self.store.read_run(run_id)["status"]
             handle = self._handles.get(run_id)
             if handle is not None and handle.state in ("queued", "running"):
                 raise ValueError(f"run {run_id} is already {handle.state}")
-            if status["state"] not in RESUMABLE_STATES:
-                raise ValueError(f"run {run_id} is {status['state']}; only {' or '.join(RESUMABLE_STATES)} runs resume")
+            state = self.store.read_run(run_id)["status"]["state"]
+            if state not in RESUMABLE_STATES:
+                raise ValueError(f"run {run_id} is {state}; only {' or '.join(RESUMABLE_STATES)} runs resume")
+            folder = self.store.folder(run_id)
             spec = self.store.read_spec(run_id)
-            has_checkpoint = (self.store.folder(run_id) / CHECKPOINT).exists()
-            # This process owns it now: a periodic reap must not call it interrupted again.
-            update_status(self.store.folder(run_id), state="queued", error=None, ended_at=None,
-                          pid=os.getpid(), host=socket.gethostname())
-            handle = RunHandle(run_id, spec, resume=has_checkpoint)
+            clear_stop_request(folder)
+            # The run is dead (stale heartbeat) or stopped: nobody else writes its status now.
+            update_status(folder, state="queued", error=None, ended_at=None, owner=self.runner_id,
+                          queued_at=now_iso())
+            resume = (folder / LAST_CHECKPOINT).exists() or (folder / CHECKPOINT).exists()
+            handle = RunHandle(run_id, spec, resume=resume)
             self._handles[run_id] = handle
         return self._enqueue(handle)
+
+    def adopt_orphans(self) -> list[str]:
+        """Queue here the runs left queued by a runner that is gone (a killed dashboard or terminal).
+        A queued run whose runner still beats is that runner's and is left alone."""
+        adopted = []
+        runs = self.store.list_runs()
+        if runs.empty:
+            return adopted
+        orphans = runs[(runs["state"] == "interrupted") & (runs["recorded_state"] == "queued")]
+        for run_id in orphans["run_id"]:
+            try:
+                folder = self.store.folder(run_id)
+                spec = self.store.read_spec(run_id)
+                update_status(folder, state="queued", owner=self.runner_id, error=None)
+            except (KeyError, OSError, ValueError) as exc:
+                log.warning("could not adopt queued run %s: %s", run_id, exc)
+                continue
+            self._enqueue(RunHandle(run_id, spec))
+            adopted.append(run_id)
+        self.interrupted_at_start = [r for r in self.interrupted_at_start if r not in adopted]
+        return adopted
 
     def _enqueue(self, handle: RunHandle) -> str:
         with self._lock:
             self._handles[handle.run_id] = handle
-            self._start_workers()
         self._queue.put(handle)
         return handle.run_id
 
-    def _start_workers(self) -> None:
-        self._threads = [t for t in self._threads if t.is_alive()]
-        while len(self._threads) < self.workers:
-            thread = threading.Thread(target=self._work, name=f"trainlib-worker-{len(self._threads)}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
     # ------------------------------------------------------------------ control
     def cancel(self, run_id: str) -> bool:
-        """Take a queued run out of the queue (recorded as stopped before it started)."""
-        handle = self._handles.get(run_id)
-        with self._lock:       # one decision with a worker taking it off the queue right now (see _run)
-            if handle is None or handle.state != "queued":
-                return False
-            handle.stop_event.set()
-            handle.state = "stopped"
-        update_status(self.store.folder(run_id), state="stopped", ended_at=now_iso(),
-                      error="cancelled before it started")
-        handle.done.set()
-        return True
+        """Keep a queued run from starting (recorded as stopped before it started)."""
+        with self._lock:       # one decision with a slot taking it off the queue right now (see _dispatch)
+            handle = self._handles.get(run_id)
+            if handle is not None and handle.state == "queued":
+                handle.state = "stopped"
+                mine = True
+            else:
+                mine = False
+        if mine:
+            update_status(self.store.folder(run_id), state="stopped", ended_at=now_iso(),
+                          error="cancelled before it started")
+            handle.done.set()
+            return True
+        try:            # another runner's queued run: it reads the request before starting the run
+            if self.store.read_run(run_id)["status"]["state"] == "queued":
+                request_stop(self.store.folder(run_id), reason="cancel")
+                return True
+        except (KeyError, OSError, ValueError):
+            pass
+        return False
 
     def stop(self, run_id: str) -> bool:
-        """Stop a running run between two batches (recorded as stopped); cancel it if still queued."""
+        """Stop a running run between two batches (recorded as stopped; resumable), from any
+        process or machine; a queued run is cancelled."""
         handle = self._handles.get(run_id)
-        if handle is None:
-            return False
-        if handle.state == "queued":
+        if handle is not None and handle.state == "queued":
             return self.cancel(run_id)
-        if handle.state != "running":
+        try:
+            state = self.store.read_run(run_id)["status"]["state"]
+            folder = self.store.folder(run_id)
+        except (KeyError, OSError, ValueError):
             return False
-        handle.stop_event.set()
+        if state == "queued":
+            return self.cancel(run_id)
+        if state != "running" and not (handle is not None and handle.state == "running"):
+            return False
+        request_stop(folder)
         return True
 
     def stop_all(self) -> None:
         for handle in self._all_handles():
-            self.stop(handle.run_id)
+            if handle.state in ("queued", "running"):
+                self.stop(handle.run_id)
 
     def reap_orphans(self) -> list[str]:
-        """Mark interrupted the runs of other processes that died since (a terminal run killed
-        while the dashboard is up). Cheap enough to call on every poll."""
-        return self.store.mark_interrupted(other_processes_only=True)
+        """Nothing to do any more: a dead run is shown interrupted by readers, from its stale heartbeat."""
+        return []
 
     # ------------------------------------------------------------------ observing
     def _all_handles(self) -> list[RunHandle]:
@@ -177,57 +242,97 @@ class Runner:
         return True
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop everything and let the workers exit."""
+        """Stop every run of this runner (stopped: resumable), end its processes and its heartbeat."""
         self.stop_all()
         for _ in self._threads:
             self._queue.put(None)
         if wait:
             for thread in self._threads:
                 thread.join()
+            self.executor.shutdown()
+        self._finalizer()
 
-    # ------------------------------------------------------------------ the worker
-    def _work(self) -> None:
-        # Its own CUDA stream per worker, so runs of a sweep overlap on one GPU.
-        stream = torch.cuda.Stream() if torch.cuda.is_available() else None
+    # ------------------------------------------------------------------ the slots
+    def _dispatch(self, slot: int) -> None:
         while True:
             handle = self._queue.get()
             if handle is None:
                 return
-            if handle.stop_event.is_set():      # cancelled while queued
-                handle.done.set()
-                continue
             try:
-                with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                    self._run(handle)
-            except Exception:      # never let one run take its worker thread down with it
-                log.exception("worker lost run %s", handle.run_id)
-            if stream is not None:
-                stream.synchronize()
+                self._run(slot, handle)
+            except Exception:      # never let one run take its slot down with it
+                log.exception("slot %d lost run %s", slot, handle.run_id)
+                self._record_failure(handle, "the runner lost it (see the log)")
+            finally:
+                handle.done.set()
 
-    def _run(self, handle: RunHandle) -> None:
+    def _run(self, slot: int, handle: RunHandle) -> None:
+        folder = self.store.root / handle.run_id
         with self._lock:
-            if handle.state != "queued":      # cancelled after _work checked its stop_event: never start it
+            if handle.state != "queued":      # cancelled while it waited: never start it
                 return
+            if stop_requested(folder):        # cancelled from another process
+                handle.state = "stopped"
+        if handle.state == "stopped":
+            clear_stop_request(folder)
+            update_status(folder, state="stopped", ended_at=now_iso(), error="cancelled before it started")
+            return
+        with self._lock:
             handle.state, handle.started = "running", time.monotonic()
+        future = self.executor.submit(slot, folder, handle.resume)
+        while True:
+            try:
+                state = future.result(timeout=POLL_EVERY)
+                break
+            except FutureTimeout:
+                self._follow(handle, folder)
+            except BrokenProcessPool:
+                self._process_died(slot, handle, folder)
+                return
+            except Exception as exc:          # a Ray task that died, a folder deleted under the run
+                self._record_failure(handle, f"{type(exc).__name__}: {exc}")
+                return
+        self._follow(handle, folder)
+        handle.state = state if state in FINAL_STATES else "failed"
 
-        def on_epoch(record: dict) -> None:
-            handle.epoch, handle.last_record = record["epoch"], record
+    def _follow(self, handle: RunHandle, folder: Path) -> None:
+        """Progress from the run folder: the epoch, and on_epoch for each new metrics row."""
+        try:
+            status = read_json(folder / "status.json")
+            epoch = int(status.get("epoch") or 0)
+        except (OSError, ValueError, TypeError):
+            return
+        if not handle.training and status.get("state") == "running":
+            handle.training = True
+            handle.started = time.monotonic()    # elapsed counts from the run's start, not its wait for a process
+        if epoch <= handle.epoch:
+            return
+        try:
+            rows = self.store.load_run(handle.run_id)
+        except (KeyError, OSError, ValueError):
+            return
+        for record in rows[rows["epoch"] > handle.epoch].to_dict("records"):
+            handle.epoch, handle.last_record = int(record["epoch"]), record
             if self.on_epoch:
                 self.on_epoch(handle.run_id, record)
 
+    def _process_died(self, slot: int, handle: RunHandle, folder: Path) -> None:
+        code = self.executor.exit_code(slot) if hasattr(self.executor, "exit_code") else None
+        self.executor.replace_slot(slot)
+        if code is not None and code < 0 and -code in (signal.SIGKILL, signal.SIGTERM):
+            # Killed from outside (an out-of-memory kill, `kill`): every finished epoch is on disk;
+            # readers show it interrupted once its heartbeat is stale, and it resumes from there.
+            handle.state = "interrupted"
+            return
+        how = f"by signal {signal.Signals(-code).name}" if code is not None and code < 0 else (
+            f"with exit code {code}" if code is not None else "")
+        self._record_failure(handle, f"its process died {how}".strip() + " (a crash in native code: "
+                                     "an abort, a segfault)")
+
+    def _record_failure(self, handle: RunHandle, message: str) -> None:
+        handle.state = "failed"
+        log.warning("run %s failed: %s", handle.run_id, message)
         try:
-            folder = self.store.folder(handle.run_id)
-            update_status(folder, state="running", started_at=now_iso(), pid=os.getpid(), host=socket.gethostname())
-            S = create_scenario(handle.spec, log_folder=folder)
-            history = train(S, on_epoch=on_epoch, should_stop=handle.stop_event.is_set, resume=handle.resume)
-            handle.state = history.state
-        except Exception as exc:   # building the scenario failed (missing data, bad combination), folder gone...
-            handle.state = "failed"
-            log.warning("run %s failed: %s", handle.run_id, exc)
-            try:
-                update_status(self.store.root / handle.run_id, state="failed",
-                              error=f"{type(exc).__name__}: {exc}", ended_at=now_iso())
-            except OSError as write_error:      # deleted under us: nothing left to record into
-                log.warning("could not record the failure of %s: %s", handle.run_id, write_error)
-        finally:
-            handle.done.set()
+            update_status(self.store.root / handle.run_id, state="failed", error=message, ended_at=now_iso())
+        except OSError as exc:      # deleted under us: nothing left to record into
+            log.warning("could not record the failure of %s: %s", handle.run_id, exc)

@@ -23,7 +23,8 @@ from .spec import ScenarioSpec, SpecError, derived_seed
 
 # Which losses fit which task; the first one is what 'auto' picks.
 LOSSES_FOR_TASK = {"multiclass": ("cross_entropy",), "binary": ("bce", "cross_entropy"), "regression": ("mse",)}
-# Seeding and building are one critical section: worker threads share torch's global generator.
+# Seeding and building are one critical section for scenarios built in threads of one process (a
+# notebook, the comparison-only thread executor): those share torch's global generator.
 _INIT_LOCK = threading.Lock()
 
 
@@ -149,8 +150,8 @@ def create_scenario(spec: ScenarioSpec | dict | None = None, log_folder: str | P
     reason = graph_blocker(spec, device, train_loader)
     with _INIT_LOCK:
         # The global generators: the layers' initial weights and then dropout's masks come from
-        # them, so one run is reproducible from its seed. Runs training at once in other threads
-        # share those generators, so their dropout masks are not reproducible (their weights are).
+        # them. The runner trains each run in a process of its own, so the whole run is reproducible
+        # from its seed; runs trained at once in threads of one process share these generators.
         torch.manual_seed(derived_seed(spec.seed, "init"))
         model = build_model(spec, bundle.input_shape, num_outputs(loss_name, bundle))
     model = model.to(device)

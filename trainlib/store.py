@@ -29,11 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
-from .loop import METRIC_COLUMNS, History
+from .history import METRIC_COLUMNS
+from .liveness import derive_state, runner_alive
+from .runfiles import (CHECKPOINT, LAST_CHECKPOINT, now_iso, read_json, read_metrics,  # noqa: F401 (re-exported)
+                       update_status, write_atomic, write_json)
 from .spec import ScenarioSpec, SpecError, check_type, field_names
 
 log = logging.getLogger("trainlib")
@@ -41,248 +42,14 @@ RUNS_ENV = "TRAINLIB_RUNS_DIR"
 STATES = ("queued", "running", "finished", "stopped", "failed", "diverged", "interrupted")
 ACTIVE_STATES = ("queued", "running")
 RESUMABLE_STATES = ("interrupted", "stopped")
-CHECKPOINT = "checkpoint_best.pth"
 
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV, "runs"))
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _clean(value: Any) -> Any:
-    """NaN/inf are not JSON: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to a hidden temporary file beside path, then rename it over path.
-
-    The temporary file is created with mode 0666 and the process umask applied, as open() would
-    (tempfile.mkstemp makes 0600 files: then a TensorBoard service or a colleague could read the
-    checkpoints but not the metrics or status beside them).
-    """
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    write_atomic(path, json.dumps(_clean(data), indent=2, allow_nan=False))
-
-
-# A JSON escape of a UTF-16 surrogate: json.loads turns a lone one into a str that cannot be encoded.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _encodable(value: Any) -> Any:
-    """Strings with lone surrogates (JSON's "\\udcff") shown as their escape: pandas' arrow strings,
-    protobuf and the terminal all refuse to encode them."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-            return value
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_encodable(k): _encodable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encodable(v) for v in value]
-    return value
-
-
-def read_json(path: Path) -> dict:
-    """The JSON object in path. ValueError naming the file when it is not UTF-8 JSON holding an
-    object; OSError when it cannot be opened."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:   # bad JSON, an integer of over 4,300 digits, deep nesting
-        raise ValueError(f"{path.name} is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} does not hold a JSON object (it holds a {type(data).__name__})")
-    return _encodable(data) if _SURROGATE_ESCAPE.search(text) else data
-
-
-def read_metrics(path: Path) -> pd.DataFrame:
-    """metrics.csv with every METRIC_COLUMNS column numeric (columns an older file lacks are added,
-    empty) and whole epochs; empty with the standard columns when there is no file or it is empty.
-
-    Anything else raises ValueError('metrics.csv cannot be read: ...'), so a page can say it and go on.
-    """
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=METRIC_COLUMNS)
-
-    def unreadable(why: str) -> ValueError:
-        return ValueError(f"{path.name} cannot be read: {why}")
-
-    try:
-        frame = pd.read_csv(path, encoding="utf-8-sig")      # a spreadsheet may have added a BOM
-    except UnicodeDecodeError as exc:
-        raise unreadable(f"it is not UTF-8 text (byte {exc.start})") from None
-    except Exception as exc:             # pandas' ParserError, EmptyDataError, OSError...
-        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise unreadable(f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__) from None
-    if "epoch" not in frame.columns:
-        shown = ", ".join(repr(str(c))[:40] for c in frame.columns[:8])
-        raise unreadable(f"it has no 'epoch' column (its columns: {shown})")
-    for column in METRIC_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = float("nan")
-            continue
-        values = frame[column]
-        numbers = pd.to_numeric(values, errors="coerce")
-        text = numbers.isna() & values.notna()
-        if text.any():
-            row = int(text.to_numpy().argmax())
-            raise unreadable(f"column {column!r} holds text ({str(values.iloc[row])[:40]!r} in data row {row + 1})")
-        frame[column] = numbers.astype("float64") if column != "epoch" else numbers
-    epochs = frame["epoch"]
-    whole = epochs.notna() & np.isfinite(epochs.astype("float64")) & (epochs.astype("float64") % 1 == 0)
-    if not whole.all():
-        row = int((~whole).to_numpy().argmax())
-        cell = "an empty cell" if pd.isna(epochs.iloc[row]) else str(epochs.iloc[row])
-        raise unreadable(f"column 'epoch' must hold whole numbers ({cell} in data row {row + 1})")
-    frame["epoch"] = epochs.astype("int64")
-    extras = [c for c in frame.columns if c not in METRIC_COLUMNS]
-    return frame[[*METRIC_COLUMNS, *extras]]
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
-
-
-# Status updates merge into the file; one lock per process keeps read-modify-write whole.
-_STATUS_LOCK = threading.Lock()
-
-
-def update_status(folder: Path, **fields: Any) -> dict:
-    with _STATUS_LOCK:
-        path = folder / "status.json"
-        status = read_json(path) if path.exists() else {}
-        status.update(fields)
-        status["updated_at"] = now_iso()
-        write_json(path, status)
-        return status
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# ----------------------------------------------------------------------------- writing one run
-class RunRecorder:
-    """Keeps one run folder up to date while train() runs; owns the TensorBoard writer."""
-
-    def __init__(self, folder: Path, spec: ScenarioSpec):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.spec = spec
-        self.writer = None
-        if not (self.folder / "scenario.json").exists():
-            write_json(self.folder / "scenario.json", spec.to_dict())
-
-    def previous_records(self, up_to_epoch: int) -> list[dict]:
-        frame = read_metrics(self.folder / "metrics.csv")
-        return frame[frame["epoch"] <= up_to_epoch][METRIC_COLUMNS].to_dict("records")
-
-    def _tensorboard(self):
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=str(self.folder))
-        return self.writer
-
-    def started(self, history: History, resumed_from: int | None) -> None:
-        update_status(self.folder, state="running", started_at=now_iso(), ended_at=None, error=None,
-                      epoch=len(history.records), epochs=self.spec.epochs, pid=os.getpid(),
-                      host=socket.gethostname(), engine=history.engine, resumed_from=resumed_from)
-        self._write_metrics(history)
-
-    def _write_metrics(self, history: History) -> None:
-        write_atomic(self.folder / "metrics.csv", history.to_frame().to_csv(index=False))
-
-    def epoch_done(self, record: dict, history: History) -> None:
-        self._write_metrics(history)
-        writer = self._tensorboard()
-        step = record["epoch"]
-        for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"),
-                         ("val_acc", "accuracy/val"), ("lr", "lr"), ("seconds", "seconds")):
-            if record[key] is not None and math.isfinite(record[key]):
-                writer.add_scalar(tag, record[key], step)
-        writer.flush()   # so `tensorboard --logdir runs` shows the run while it trains
-        update_status(self.folder, epoch=record["epoch"], best_epoch=history.best_epoch)
-
-    def save_checkpoint(self, S, epoch: int, best_loss: float) -> None:
-        state = {"epoch": epoch, "best_loss": best_loss, "model_state": S.model.state_dict(),
-                 "optim_state": S.optimizer.state_dict(),
-                 "scheduler_state": S.scheduler.state_dict() if S.scheduler is not None else None,
-                 "spec": S.spec.to_dict()}
-        tmp = self.folder / f".{CHECKPOINT}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.folder / CHECKPOINT)
-
-    def finished(self, history: History) -> None:
-        summary = history.summary()
-        write_json(self.folder / "summary.json", summary)
-        if history.state == "finished":
-            writer = self._tensorboard()
-            _write_hparams(writer, self.spec, summary)
-        if self.writer is not None:
-            self.writer.close()
-        update_status(self.folder, state=history.state, error=history.error, ended_at=now_iso(),
-                      engine=history.engine)
-
-
-def _write_hparams(writer, spec: ScenarioSpec, summary: dict) -> None:
-    """Hyperparameters and final metrics into this run's own event file (TensorBoard's HParams tab)."""
-    from torch.utils.tensorboard.summary import hparams
-    params = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else ("" if v is None else v))
-              for k, v in spec.to_dict().items()}
-    metrics = {f"hparam/{k}": summary[k] for k in ("test_acc", "test_loss", "best_val_loss")
-               if isinstance(summary.get(k), (int, float))}
-    experiment, start, end = hparams(params, metrics)
-    file_writer = writer._get_file_writer()
-    for item in (experiment, start, end):
-        file_writer.add_summary(item)
-    for key, value in metrics.items():
-        writer.add_scalar(key, value)
-
-
-def load_checkpoint(S) -> dict:
-    """Restore model, optimizer and scheduler of S from its folder's checkpoint_best.pth; return the dict."""
-    path = Path(S.log_folder) / CHECKPOINT
-    if not path.exists():
-        raise FileNotFoundError(f"no {CHECKPOINT} in {S.log_folder}: the run never finished an epoch")
-    checkpoint = torch.load(path, map_location=S.device, weights_only=True)
-    S.model.load_state_dict(checkpoint["model_state"])
-    S.optimizer.load_state_dict(checkpoint["optim_state"])
-    if S.scheduler is not None and checkpoint.get("scheduler_state"):
-        S.scheduler.load_state_dict(checkpoint["scheduler_state"])
-    return checkpoint
 
 
 # ----------------------------------------------------------------------------- the folder of runs
@@ -333,7 +100,7 @@ def _reason(exc: Exception) -> str:
 
 # Columns of list_runs() that come from status.json and summary.json; spec fields follow them.
 STATUS_COLUMNS = ("run_id", "state", "sweep", "epoch", "epochs", "created_at", "started_at", "ended_at", "error",
-                  "engine")
+                  "engine", "recorded_state", "heartbeat_at")
 SUMMARY_COLUMNS = ("test_acc", "test_loss", "best_epoch", "best_val_loss", "final_val_acc", "seconds")
 RUN_FILES = ("scenario.json", "status.json", "summary.json")
 _INT64_MAX = 2 ** 63 - 1
@@ -460,15 +227,27 @@ class RunStore:
             raise KeyError(f"no run {run_id!r} in {self.root}")
         return path
 
-    def new_run(self, spec: ScenarioSpec, sweep: str | None = None) -> Path:
+    def new_run(self, spec: ScenarioSpec, sweep: str | None = None, owner: str | None = None) -> Path:
+        """A queued run's folder. owner: the id of the runner that will start it (its heartbeat in
+        .runners/ keeps the run its own); a queued run whose owner stops beating shows interrupted."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{slug(spec.name)}-{uuid.uuid4().hex[:4]}"
         folder = self.root / run_id
         folder.mkdir(parents=True)
         write_json(folder / "scenario.json", spec.to_dict())
-        update_status(folder, state="queued", created_at=now_iso(), sweep=sweep, epoch=0, epochs=spec.epochs,
-                      error=None, pid=os.getpid(), host=socket.gethostname())
+        update_status(folder, state="queued", created_at=now_iso(), queued_at=now_iso(), sweep=sweep, epoch=0,
+                      epochs=spec.epochs, error=None, owner=owner, host=socket.gethostname())
         return folder
+
+    def _live(self, status: dict) -> dict:
+        """status.json as readers show it: a running run with a stale heartbeat, or a queued one
+        whose runner is gone, is 'interrupted' (liveness.derive_state); the file is not touched.
+        'recorded_state' keeps what the file says."""
+        state, why = derive_state(status, lambda owner: runner_alive(self.root, owner))
+        if state == status.get("state"):
+            return {**status, "recorded_state": state}
+        return {**status, "state": state, "recorded_state": status.get("state"),
+                "error": status.get("error") or why}
 
     def entries(self) -> tuple[list[str], list[tuple[str, str]]]:
         """(run ids, sorted; [(printable name, why it is not a run)]) of the runs folder's entries.
@@ -505,7 +284,8 @@ class RunStore:
         Raises KeyError when there is no such run, ValueError naming the file when a needed part
         cannot be read. The dicts may be shared with other callers: read them, do not change them."""
         folder = self.folder(run_id)
-        return self._cached("run", run_id, self._run_stamp(folder), lambda: self._read_run_files(run_id, folder))
+        run = self._cached("run", run_id, self._run_stamp(folder), lambda: self._read_run_files(run_id, folder))
+        return {**run, "status": self._live(run["status"])}
 
     @staticmethod
     def _run_stamp(folder: Path) -> tuple:
@@ -567,8 +347,13 @@ class RunStore:
         """read_run() as a list_runs() row, cached on the same stamp (a poll re-checks no values)."""
         folder = self.folder(run_id)
         stamp = self._run_stamp(folder)
-        return self._cached("row", run_id, stamp, lambda: run_row(run_id, self._cached(
-            "run", run_id, stamp, lambda: self._read_run_files(run_id, folder))))
+        run = self._cached("run", run_id, stamp, lambda: self._read_run_files(run_id, folder))
+        row, problems = self._cached("row", run_id, stamp, lambda: run_row(run_id, run))
+        live = self._live(run["status"])        # changes with time, not with the files: never cached
+        row = {**row, "recorded_state": live["recorded_state"], "heartbeat_at": _text(live.get("heartbeat_at"))}
+        if live["state"] != row["state"]:
+            row.update(state=live["state"], error=_text(live["error"]))
+        return row, problems
 
     def load_run(self, run_id: str) -> pd.DataFrame:
         """The run's metrics.csv (empty with the standard columns when no epoch has finished).
@@ -621,37 +406,6 @@ class RunStore:
         with self._cache_lock:
             for kind in ("run", "row", "metrics"):
                 self._cache.pop((kind, run_id), None)
-
-    def mark_interrupted(self, live_run_ids: set[str] = frozenset(), other_processes_only: bool = False) -> list[str]:
-        """Runs left queued/running by a process that is gone become 'interrupted'. Returns their ids.
-
-        A run whose recorded process is still alive on this host (a terminal's `python -m trainlib`)
-        or that this process is running right now (live_run_ids) is left alone; with
-        other_processes_only, so is every run this process created (for periodic checks, which must
-        not race a run being submitted).
-        """
-        marked = []
-        host = socket.gethostname()
-        for run_id in self.run_ids():
-            folder = self.root / run_id
-            try:
-                status = read_json(folder / "status.json")
-            except Exception:
-                continue
-            if status.get("state") not in ACTIVE_STATES or run_id in live_run_ids:
-                continue
-            pid = status.get("pid")
-            if other_processes_only and pid == os.getpid():
-                continue
-            same_host = status.get("host") in (None, host)
-            owner_alive = same_host and isinstance(pid, int) and pid != os.getpid() and process_alive(pid)
-            if owner_alive:
-                continue
-            update_status(folder, state="interrupted", ended_at=now_iso(),
-                          error=f"the process running it stopped while it was {status.get('state')}")
-            marked.append(run_id)
-        return marked
-
 
 def list_runs(root: str | Path | None = None) -> pd.DataFrame:
     return RunStore(root).list_runs()

@@ -1,0 +1,211 @@
+"""Where a run executes: a warm local process, a Ray task, or (for comparison only) a thread.
+
+    executor = make_executor("local", slots=2, threads=1)     # or "ray", or "thread"
+    future = executor.submit(slot, folder, resume)            # a concurrent.futures.Future of the final state
+    executor.shutdown()
+
+local (the default): one single-worker ProcessPoolExecutor per slot, started with 'spawn' and
+warmed at once (engine imported, thread count set), so process start-up never sits between a Run
+button and the first curve point. One pool per slot, not one pool of N: a ProcessPoolExecutor
+whose worker dies breaks every future of the pool (BrokenProcessPool), so an aborting run would end
+its siblings; here it breaks its own slot, which is replaced.
+
+ray: each run is one Ray task (max_retries=0: a failed run is recorded failed, never silently
+retried), with num_cpus / num_gpus from TRAINLIB_RAY_NUM_CPUS / TRAINLIB_RAY_NUM_GPUS (a fraction
+of a GPU lets several runs share one). The runs folder must be storage every node sees.
+
+thread: the run trains in the runner's own thread, sharing the process with every other run
+(torch's random generators, its thread pool, the GIL). Kept to measure what the processes gain.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import types
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from .worker import execute_run, ignore_interrupts, prepare_process
+
+EXECUTOR_ENV = "TRAINLIB_EXECUTOR"
+EXECUTORS = ("local", "ray", "thread")
+RAY_CPUS_ENV, RAY_GPUS_ENV = "TRAINLIB_RAY_NUM_CPUS", "TRAINLIB_RAY_NUM_GPUS"
+RAY_INSTALL = "pip install -r requirements-ray.txt"
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor asked for cannot start here (Ray not installed, no cluster at the address)."""
+
+
+def default_executor() -> str:
+    return os.environ.get(EXECUTOR_ENV) or "local"
+
+
+@contextmanager
+def _no_script_as_main():
+    """Spawn a worker without re-running the parent's main script in it.
+
+    A spawned process imports the parent's __main__ again (as __mp_main__) when it is a file. Under
+    Streamlit, __main__ is the app script itself while it runs (Streamlit installs it there), so
+    every worker would run app.py, whose runner spawns workers again: "An attempt has been made to
+    start a new process before the current process has finished its bootstrapping phase". Workers
+    need nothing from a script: they import trainlib by name.
+    """
+    main = sys.modules.get("__main__")
+    is_script = main is not None and getattr(main, "__file__", None) and getattr(main, "__spec__", None) is None
+    if not is_script:
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+class ThreadExecutor:
+    name = "thread"
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        pass
+
+    def __init__(self, slots: int, threads: int | None = None):
+        self.slots = slots
+        self.threads = threads
+
+    def submit(self, slot: int, folder: Path, resume: bool) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(execute_run(str(folder), resume, None))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def replace_slot(self, slot: int) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "threads of this process"
+
+    def shutdown(self) -> None:
+        pass
+
+
+class LocalProcessExecutor:
+    name = "local"
+
+    def __init__(self, slots: int, threads: int | None = 1, target=execute_run):
+        self.threads = threads
+        self.target = target                    # a module-level function (spawn pickles it by name)
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._warming: list[Future] = []
+        self._pools = [self._new_pool() for _ in range(slots)]
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # initializer: worker processes ignore Ctrl-C, which a terminal sends to its whole process
+        # group; the runner turns it into stop requests, so runs end 'stopped' and resumable.
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=ignore_interrupts)
+        with _no_script_as_main():
+            # warm: spawn and import now, not at the first Run
+            self._warming.append(pool.submit(prepare_process, self.threads))
+        return pool
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Until every slot's process has started and imported the engine (for measurements)."""
+        for future in list(self._warming):
+            future.result(timeout)
+
+    def exit_code(self, slot: int) -> int | None:
+        """How the slot's process ended (negative: the signal), None while it runs or when unknown."""
+        with self._lock:
+            pool = self._pools[slot]
+        # ProcessPoolExecutor keeps its processes in a private attribute; without it, say nothing.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.join(timeout=5)
+            if process.exitcode is not None:
+                return process.exitcode
+        return None
+
+    @property
+    def slots(self) -> int:
+        return len(self._pools)
+
+    def submit(self, slot: int, folder: Path, resume: bool) -> Future:
+        with self._lock:
+            pool = self._pools[slot]
+        return pool.submit(self.target, str(folder), resume, self.threads)
+
+    def replace_slot(self, slot: int) -> None:
+        """After the slot's process died: a fresh, warm one (the dead pool is broken for good)."""
+        with self._lock:
+            old, self._pools[slot] = self._pools[slot], self._new_pool()
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def describe(self) -> str:
+        threads = f", {self.threads} thread{'s' if self.threads != 1 else ''} each" if self.threads else ""
+        return f"{self.slots} local process{'es' if self.slots != 1 else ''}{threads}"
+
+    def shutdown(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, slots: int, address: str | None = None, threads: int | None = 1,
+                 num_cpus: float | None = None, num_gpus: float | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise ExecutorUnavailable(f"executor 'ray' needs the ray package: {RAY_INSTALL}") from None
+        self.ray = ray
+        self.slots = slots
+        self.threads = threads
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        if not ray.is_initialized():
+            project = str(Path(__file__).resolve().parents[1])
+            try:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    # A local instance for this process; its workers import trainlib from here.
+                    ray.init(include_dashboard=False, log_to_driver=False,
+                             runtime_env={"env_vars": {"PYTHONPATH": project}})
+            except Exception as exc:
+                raise ExecutorUnavailable(f"ray: cannot start or reach a cluster"
+                                          f"{' at ' + self.address if self.address else ''}: {exc}") from None
+        cpus = num_cpus if num_cpus is not None else float(os.environ.get(RAY_CPUS_ENV, threads or 1))
+        gpus = num_gpus if num_gpus is not None else float(os.environ.get(RAY_GPUS_ENV, 0))
+        self.resources = {"num_cpus": cpus, "num_gpus": gpus}
+        self._remote = ray.remote(max_retries=0, **self.resources)(execute_run)
+
+    def submit(self, slot: int, folder: Path, resume: bool) -> Future:
+        return self._remote.remote(str(folder), resume, self.threads).future()
+
+    def replace_slot(self, slot: int) -> None:
+        pass                  # Ray starts a new worker for the next task itself
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        pass
+
+    def describe(self) -> str:
+        where = self.address or "a local Ray instance"
+        return f"ray ({where}; {self.resources['num_cpus']:g} CPU, {self.resources['num_gpus']:g} GPU per run)"
+
+    def shutdown(self) -> None:
+        pass                  # the cluster outlives the runner; a local instance ends with the process
+
+
+def make_executor(kind: str, slots: int, threads: int | None, ray_address: str | None = None):
+    if kind == "local":
+        return LocalProcessExecutor(slots, threads)
+    if kind == "ray":
+        return RayExecutor(slots, address=ray_address, threads=threads)
+    if kind == "thread":
+        return ThreadExecutor(slots, threads)
+    raise ValueError(f"executor: unknown value {kind!r}; allowed: {', '.join(EXECUTORS)}")

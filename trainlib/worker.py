@@ -1,0 +1,63 @@
+"""What runs inside a worker process (or a Ray task): one run, from its folder to its final status.
+
+    execute_run("runs/20261201-reg-baseline-ab12", resume=False, threads=1)   # -> 'finished', 'stopped'...
+
+The folder is all a run gets and all it gives back: scenario.json in; status.json (with a
+heartbeat), metrics.csv, checkpoints, summary.json and TensorBoard events out. A worker process
+keeps nothing of one run for the next but imported modules: create_scenario seeds the process's
+own random generators, and the thread count is set here for every run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+log = logging.getLogger("trainlib")
+
+
+def ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def prepare_process(threads: int | None) -> int:
+    """Import the engine and set torch's thread count, so the first run starts without either."""
+    import torch
+
+    from . import loop, recording, scenario  # noqa: F401 (the imports are the point: a warm process)
+    if threads:
+        torch.set_num_threads(threads)
+    return os.getpid()
+
+
+def execute_run(folder: str, resume: bool = False, threads: int | None = None) -> str:
+    """Train the run in folder to its end and return its final state. Never raises for the run's
+    own failure: that is recorded in status.json as 'failed' with its error."""
+    from .liveness import Heartbeat, clear_stop_request, stop_requested
+    from .runfiles import now_iso, read_json, update_status
+
+    prepare_process(threads)
+    path = Path(folder)
+    if stop_requested(path):        # cancelled while it waited for a worker
+        clear_stop_request(path)
+        update_status(path, state="stopped", ended_at=now_iso(), error="cancelled before it started")
+        return "stopped"
+    with Heartbeat(path):
+        try:
+            from .loop import train
+            from .scenario import create_scenario
+            from .spec import ScenarioSpec
+            update_status(path, state="running", started_at=now_iso(), ended_at=None, error=None,
+                          pid=os.getpid(), host=socket.gethostname())
+            spec = ScenarioSpec.from_dict(read_json(path / "scenario.json"))
+            S = create_scenario(spec, log_folder=path)
+            history = train(S, resume=resume)
+        except Exception as exc:   # building the scenario failed (missing data, bad file): record it
+            log.warning("run %s failed: %s", path.name, exc)
+            update_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", ended_at=now_iso())
+            return "failed"
+    if history.state in ("stopped",):
+        clear_stop_request(path)    # the request is answered: a resume must not stop at once
+    return history.state
