@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -41,8 +42,8 @@ def folder_files(folder: Path) -> set[str]:
 
 
 def test_a_sweep_on_ray_writes_the_folders_the_local_executor_writes(local_ray, tiny_spec, tmp_path):
-    specs = [tiny_spec(name=f"r{i}", seed=i, dropout=0.2, epochs=2) for i in range(3)]
-    forever = tiny_spec(name="forever", epochs=100_000)
+    base = tiny_spec(hidden_sizes=(16,), dropout=0.2, epochs=2)
+    specs = [base.replace(name=f"r{i}", seed=i, tags=["same"]) for i in range(3)]
 
     local = Runner(tmp_path / "local", workers=2)
     try:
@@ -51,20 +52,32 @@ def test_a_sweep_on_ray_writes_the_folders_the_local_executor_writes(local_ray, 
     finally:
         local.shutdown()
 
-    on_ray = Runner(tmp_path / "ray", workers=4, executor="ray")
-    assert on_ray.executor_name == "ray" and "ray" in on_ray.describe_executor()
+    # The same sweep through the command line's --executor ray (the instance above is the one it uses),
+    # with a fourth run that only ends when a stop request reaches it through its folder.
+    from trainlib.cli import main
+    ray_dir = tmp_path / "ray"
+    argv = ["sweep", "--executor", "ray", "--runs-dir", str(ray_dir), "--sweep-name", "same",
+            "--dataset", "moons", "--train-subset", "256", "--hidden-sizes", "16", "--batch-size", "32",
+            "--lr", "0.01", "--device", "cpu", "--dropout", "0.2", "--epochs", "2",
+            *[f"--variant=r{i}:seed={i}" for i in range(3)], "--variant=forever:epochs=100000,dropout=0"]
+    exit_code = []
+    command = threading.Thread(target=lambda: exit_code.append(main(argv)))
+    command.start()
     try:
-        ray_ids = on_ray.submit_many([*specs, forever], sweep="same")
-        stopped = ray_ids[-1]
-        wait_until(lambda: (read_json(tmp_path / "ray" / stopped / "status.json").get("epoch") or 0) >= 1,
-                   timeout=TIMEOUT)
-        request_stop(tmp_path / "ray" / stopped)        # what `python -m trainlib stop` writes
-        assert on_ray.wait(ray_ids, timeout=TIMEOUT)
+        def forever_folder():
+            folders = [p for p in ray_dir.glob("*-forever-*")] if ray_dir.is_dir() else []
+            return folders[0] if folders and (read_json(folders[0] / "status.json").get("epoch") or 0) >= 1 else None
+        wait_until(lambda: forever_folder() is not None, timeout=TIMEOUT)
+        stopped = forever_folder()
+        request_stop(stopped)                           # what `python -m trainlib stop` writes
     finally:
-        on_ray.shutdown()
+        command.join(TIMEOUT)
+    assert exit_code == [1]                             # not every run finished: one was stopped
+    by_name = {read_json(p / "scenario.json")["name"]: p.name for p in ray_dir.iterdir() if not p.name.startswith(".")}
+    ray_ids = [by_name[f"r{i}"] for i in range(3)]
 
     for local_id, ray_id in zip(local_ids, ray_ids):
-        a, b = tmp_path / "local" / local_id, tmp_path / "ray" / ray_id
+        a, b = tmp_path / "local" / local_id, ray_dir / ray_id
         assert read_json(b / "status.json")["state"] == "finished"
         assert folder_files(a) == folder_files(b)
         assert any(p.name.startswith("events.out.tfevents") for p in b.iterdir())
@@ -72,7 +85,7 @@ def test_a_sweep_on_ray_writes_the_folders_the_local_executor_writes(local_ray, 
         for column in ("train_loss", "val_loss", "val_acc"):          # same process rules: same curves
             assert metrics_b[column].to_numpy() == pytest.approx(metrics_a[column].to_numpy(), rel=1e-5)
         assert read_json(b / "summary.json")["test_acc"] == pytest.approx(read_json(a / "summary.json")["test_acc"])
-    status = read_json(tmp_path / "ray" / stopped / "status.json")
+    status = read_json(stopped / "status.json")
     assert status["state"] == "stopped" and status["epoch"] >= 1
 
 
