@@ -27,9 +27,17 @@ TIMEOUT = 60
 def app_runs(monkeypatch, runs_dir):
     """One worker, a fresh Runner for this test, and every run ended before the tmp folder goes."""
     monkeypatch.setenv("TRAINLIB_WORKERS", "1")
-    st.cache_resource.clear()
+    fresh_app_cache()
     yield runs_dir
-    current_runner().shutdown(wait=True)
+    fresh_app_cache()
+
+
+def fresh_app_cache() -> None:
+    """st.cache_resource.clear(), after shutting down the runners this process still has (the cached
+    one's worker processes would otherwise live on, idle, until pytest exits)."""
+    from trainlib.runner import live_runners
+    for runner in live_runners():
+        runner.shutdown(wait=True)
     st.cache_resource.clear()
 
 

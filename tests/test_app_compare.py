@@ -16,6 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import fresh_app_cache
 from dashboard import figures
 from trainlib import RunStore, ScenarioSpec, create_scenario, train
 from trainlib.store import update_status, write_atomic
@@ -45,7 +46,7 @@ def trained(tmp_path_factory) -> dict:
 def use_runs(monkeypatch, root: Path) -> None:
     monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
     st.cache_data.clear()
-    st.cache_resource.clear()          # a fresh Runner for this runs folder
+    fresh_app_cache()          # a fresh Runner for this runs folder
 
 
 def open_page() -> AppTest:

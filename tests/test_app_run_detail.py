@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import fresh_app_cache
 from dashboard.state import PREFILL_SPEC, SELECTED_RUN
 from trainlib import Runner, RunStore, ScenarioSpec, create_scenario, train
 from trainlib.analysis import load_trained
@@ -51,7 +52,7 @@ def page(trained, monkeypatch):
     """Opens the page on a run (by ?run=) with the module's runs folder and empty caches."""
     monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(trained["root"]))
     st.cache_data.clear()
-    st.cache_resource.clear()
+    fresh_app_cache()
 
     def open_run(name: str | None = None, root: Path | None = None) -> AppTest:
         if root is not None:
@@ -61,7 +62,8 @@ def page(trained, monkeypatch):
             at.query_params["run"] = trained["ids"][name]
         return at.run()
 
-    return open_run
+    yield open_run
+    fresh_app_cache()
 
 
 def array(value) -> np.ndarray:

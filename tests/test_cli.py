@@ -460,18 +460,22 @@ def test_ctrl_c_stops_the_runs_cleanly_and_they_resume(runs_dir):
     command = [sys.executable, "-m", "trainlib", "sweep", *TINY, "--epochs", "100000", "--vary", "seed=1,2",
                "--workers", "1", "--runs-dir", str(runs_dir)]
     # Its own process group, as a terminal's foreground job: Ctrl-C reaches the command and its workers.
-    cli = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    # Output to files, not pipes: a pipe nobody reads while the runs train would fill up and block.
+    out_file, err_file = open(runs_dir.parent / "out.txt", "w+"), open(runs_dir.parent / "err.txt", "w+")
+    cli = subprocess.Popen(command, cwd=ROOT, stdout=out_file, stderr=err_file, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not any((read_json(p / "status.json").get("epoch") or 0) >= 1 for p in run_folders(runs_dir)):
-            assert time.monotonic() < deadline and cli.poll() is None, cli.stderr.read() if cli.poll() else ""
+            assert time.monotonic() < deadline and cli.poll() is None, (runs_dir.parent / "err.txt").read_text()
             time.sleep(0.1)
         os.killpg(cli.pid, signal.SIGINT)
-        out, err = cli.communicate(timeout=120)
+        cli.wait(timeout=120)
     finally:
         if cli.poll() is None:
             os.killpg(cli.pid, signal.SIGKILL)
+        out_file.close()
+        err_file.close()
+    err = (runs_dir.parent / "err.txt").read_text()
     assert cli.returncode == 1 and "Traceback" not in err, err[-2000:]
     assert "stopping" in err
     states = sorted(read_json(p / "status.json")["state"] for p in run_folders(runs_dir))

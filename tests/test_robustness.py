@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import fresh_app_cache
 from trainlib import RunStore, ScenarioSpec
 from trainlib.cli import main as cli_main
 from trainlib.loop import METRIC_COLUMNS
@@ -266,13 +267,13 @@ def test_compare_page_stays_up_with_an_out_of_range_scenario(tmp_path, monkeypat
     write_run(root / "20250101-000001-b", spec=json.dumps({**SPEC, "name": "b"}).replace('"lr": 0.001',
                                                                                          f'"lr": {10 ** 400}'))
     monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
-    st.cache_resource.clear()
+    fresh_app_cache()
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "compare.py"), default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     tables = [df.value for df in at.dataframe if "run_id" in df.value.columns]
     assert tables and set(tables[0]["run_id"]) == {"20250101-000000-a", "20250101-000001-b"}
-    st.cache_resource.clear()
+    fresh_app_cache()
 
 
 def test_resuming_a_run_with_an_out_of_range_scenario_is_a_clear_error(tmp_path):

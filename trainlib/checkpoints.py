@@ -65,8 +65,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict(state)
     for group, settings in zip(optimizer.param_groups, kept):
         group.update(settings)
-    if any(settings.get("capturable") for settings in kept):
-        # A capturable optimizer keeps its step counts on the parameters' device.
+    if any(settings.get("capturable") or settings.get("fused") for settings in kept):
+        # A capturable or fused optimizer keeps its step counts on the parameters' device.
         for param_state in optimizer.state.values():
             step = param_state.get("step")
             if isinstance(step, torch.Tensor):

@@ -23,6 +23,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -317,7 +318,7 @@ def make_runner(args: argparse.Namespace, on_epoch, runs: int):
 def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name: str | None,
                 resume_ids: Sequence[str] = ()) -> int:
     """Train specs (new runs) or resume_ids (existing ones) with a progress line each, until they end.
-    Ctrl-C stops them between two batches (state 'stopped', resumable); a second Ctrl-C leaves at once."""
+    Ctrl-C stops them between two batches (state 'stopped', resumable)."""
     bar = ProgressBar()
     names: dict[str, tuple[str, int]] = {}
 
@@ -336,30 +337,51 @@ def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name:
         for run_id in resume_ids:
             try:
                 spec = runner.store.read_spec(run_id)
+                names[run_id] = (spec.name, spec.epochs)       # before resume: its progress comes at once
                 runner.resume(run_id)
             except KeyError as exc:
                 raise FlagError("RUN", exc.args[0]) from None
             except ValueError as exc:
                 raise FlagError("RUN", str(exc)) from None
-            names[run_id] = (spec.name, spec.epochs)
             ids.append(run_id)
-        try:
-            follow(runner, bar, ids)
-        except KeyboardInterrupt:
-            bar.close()
-            print("stopping (the runs end 'stopped' and can be resumed; Ctrl-C again to leave now)...",
-                  file=sys.stderr)
-            runner.stop_all()
-            runner.wait(ids)
+        with ctrl_c_as_event() as interrupted:
+            follow(runner, bar, ids, interrupted)
+            if interrupted.is_set():
+                bar.close()
+                print("stopping: the runs end 'stopped' after their current batch and can be resumed...",
+                      file=sys.stderr)
+                runner.stop_all()
+                runner.wait(ids)
     finally:
         runner.shutdown()        # stops what is left (a second Ctrl-C) and ends the worker processes
     bar.close()
     return print_outcome(runner.store, ids)
 
 
-def follow(runner, bar: "ProgressBar", ids: list[str]) -> None:
+@contextmanager
+def ctrl_c_as_event():
+    """Ctrl-C sets an event the command looks at every 0.2 s, instead of raising KeyboardInterrupt
+    wherever the main thread happens to be (inside a write to stderr, a lock, a wait). A second
+    Ctrl-C raises KeyboardInterrupt as usual."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted                      # signal handlers belong to the main thread
+        return
+
+    def on_ctrl_c(signum, frame):
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def follow(runner, bar: "ProgressBar", ids: list[str], interrupted: threading.Event | None = None) -> None:
     pending = list(ids)
-    while pending:
+    while pending and not (interrupted is not None and interrupted.is_set()):
         runner.wait(pending[:1], timeout=0.2)
         for run_id in [r for r in pending if runner.wait([r], timeout=0)]:
             bar.finish(run_id)

@@ -25,6 +25,7 @@ import sys
 import threading
 import types
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -137,7 +138,13 @@ class LocalProcessExecutor:
     def submit(self, slot: int, folder: Path, resume: bool) -> Future:
         with self._lock:
             pool = self._pools[slot]
-        return pool.submit(self.target, str(folder), resume, self.threads)
+        try:
+            return pool.submit(self.target, str(folder), resume, self.threads)
+        except BrokenProcessPool:       # its idle process died (an out-of-memory kill): a fresh one
+            self.replace_slot(slot)
+            with self._lock:
+                pool = self._pools[slot]
+            return pool.submit(self.target, str(folder), resume, self.threads)
 
     def replace_slot(self, slot: int) -> None:
         """After the slot's process died: a fresh, warm one (the dead pool is broken for good)."""
@@ -156,15 +163,15 @@ class LocalProcessExecutor:
 
 class RayExecutor:
     name = "ray"
+    RUNS_PER_GPU = 4          # the default share of a GPU per run when the cluster has GPUs
 
-    def __init__(self, slots: int, address: str | None = None, threads: int | None = 1,
+    def __init__(self, slots: int | None, address: str | None = None, threads: int | None = 1,
                  num_cpus: float | None = None, num_gpus: float | None = None):
         try:
             import ray
         except ImportError:
             raise ExecutorUnavailable(f"executor 'ray' needs the ray package: {RAY_INSTALL}") from None
         self.ray = ray
-        self.slots = slots
         self.threads = threads
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
@@ -179,9 +186,18 @@ class RayExecutor:
             except Exception as exc:
                 raise ExecutorUnavailable(f"ray: cannot start or reach a cluster"
                                           f"{' at ' + self.address if self.address else ''}: {exc}") from None
+        cluster = ray.cluster_resources()
         cpus = num_cpus if num_cpus is not None else float(os.environ.get(RAY_CPUS_ENV, threads or 1))
-        gpus = num_gpus if num_gpus is not None else float(os.environ.get(RAY_GPUS_ENV, 0))
+        # A task with num_gpus=0 sees no GPU at all (Ray empties CUDA_VISIBLE_DEVICES): on a cluster
+        # with GPUs, each run takes a share of one unless told otherwise.
+        default_gpus = 1 / self.RUNS_PER_GPU if cluster.get("GPU", 0) > 0 else 0
+        gpus = num_gpus if num_gpus is not None else float(os.environ.get(RAY_GPUS_ENV, default_gpus))
         self.resources = {"num_cpus": cpus, "num_gpus": gpus}
+        # Runs in flight at once: what the cluster can hold, unless given.
+        fit = cluster.get("CPU", 1) / cpus if cpus else cluster.get("CPU", 1)
+        if gpus:
+            fit = min(fit, cluster.get("GPU", 0) / gpus)
+        self.slots = slots or max(1, int(fit))
         self._remote = ray.remote(max_retries=0, **self.resources)(execute_run)
 
     def submit(self, slot: int, folder: Path, resume: bool) -> Future:

@@ -17,7 +17,6 @@ other (NTP), well under the TTL. TRAINLIB_HEARTBEAT_TTL sets the TTL in seconds 
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -115,6 +114,14 @@ class Heartbeat:
             Heartbeat._active.pop(str(self.folder.resolve()), None)
         self._owner = False
 
+    @classmethod
+    def stop_all_for(cls, folder: Path) -> None:
+        """Stop whichever heartbeat of this process keeps folder alive (before a run's final status)."""
+        with cls._lock:
+            beating = cls._active.get(str(Path(folder).resolve()))
+        if beating is not None:
+            beating.stop()
+
     def __enter__(self) -> "Heartbeat":
         return self.start()
 
@@ -198,11 +205,3 @@ def derive_state(status: dict, owner_alive: Callable[[str], bool], now: datetime
     elif state == "queued" and not owner_alive(status.get("owner")):
         return "interrupted", "the runner that queued it stopped before starting it"
     return state, None
-
-
-def describe_json(path: Path) -> str:
-    """For error messages: the file's first bytes, printable."""
-    try:
-        return json.dumps(path.read_text(errors="replace")[:80])
-    except OSError as exc:
-        return f"({exc})"

@@ -3,11 +3,12 @@
     history = train(S)              # with S.log_folder set, train() adds folder_callbacks(S)
 
 Order within an epoch, chosen so that a kill at any moment loses nothing that finished:
-checkpoint_best.pth (when the epoch is the best) -> checkpoint_last.pth (model, optimizer, scheduler,
-random generators and every metrics row so far) -> metrics.csv -> TensorBoard -> status.json. A kill
-after the last checkpoint but before metrics.csv loses no row: a resume rewrites metrics.csv from the
-checkpoint's rows. A TensorBoard point exists only for an epoch the last checkpoint already holds,
-so a resume (which continues after that epoch) never writes a step twice.
+checkpoint_best.pth (when the epoch is the best) -> TensorBoard -> checkpoint_last.pth (model,
+optimizer, scheduler, random generators and every metrics row so far) -> metrics.csv ->
+status.json. A kill after the last checkpoint but before metrics.csv loses no row: a resume
+rewrites metrics.csv from the checkpoint's rows. TensorBoard is written before the checkpoint: a
+resume continues after the checkpoint's epoch with purge_step set to the next one, so a point of an
+epoch the checkpoint does not hold is dropped and written again, and every epoch is there once.
 
 The run writes its own status.json (one writer per file); a heartbeat thread refreshes it while the
 run is alive, and readers call a run with a stale heartbeat interrupted (liveness.py).
@@ -23,7 +24,7 @@ from pathlib import Path
 from . import checkpoints
 from .callbacks import BestEpoch, Callback, TrainingRun
 from .history import History
-from .liveness import Heartbeat, stop_requested
+from .liveness import Heartbeat, clear_stop_request, stop_requested
 from .runfiles import now_iso, update_status, write_atomic, write_json
 from .spec import ScenarioSpec
 
@@ -33,8 +34,19 @@ SCALARS = (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc",
 
 def folder_callbacks(folder: Path, spec: ScenarioSpec, best: BestEpoch) -> list[Callback]:
     """Everything a run folder needs, in the order that keeps it whole under a kill (module docstring)."""
-    return [BestCheckpoint(folder, best), LastCheckpoint(folder, best), RunFolder(folder, spec),
-            StopRequest(folder)]
+    run_folder = RunFolder(folder, spec)
+    return [BestCheckpoint(folder, best), TensorBoardScalars(run_folder), LastCheckpoint(folder, best),
+            run_folder, StopRequest(folder)]
+
+
+class TensorBoardScalars(Callback):
+    """The epoch's scalars into the run folder's TensorBoard events, before checkpoint_last.pth."""
+
+    def __init__(self, run_folder: "RunFolder"):
+        self.run_folder = run_folder
+
+    def after_epoch(self, run: TrainingRun, record: dict) -> None:
+        self.run_folder.write_scalars(record)
 
 
 class BestCheckpoint(Callback):
@@ -111,29 +123,33 @@ class RunFolder(Callback):
                       best_epoch=run.history.best_epoch, heartbeat_at=now_iso())
         self._write_metrics(run.history)      # after a resume: the checkpoint's rows, whole again
 
-    def after_epoch(self, run: TrainingRun, record: dict) -> None:
-        self._write_metrics(run.history)
+    def write_scalars(self, record: dict) -> None:
         writer = self._tensorboard()
         for key, tag in SCALARS:
             value = record[key]
             if value is not None and math.isfinite(value):
                 writer.add_scalar(tag, value, record["epoch"])
         writer.flush()   # so `tensorboard --logdir runs` shows the run while it trains
+
+    def after_epoch(self, run: TrainingRun, record: dict) -> None:
+        self._write_metrics(run.history)
         update_status(self.folder, epoch=record["epoch"], best_epoch=run.history.best_epoch)
 
     def after_fit(self, run: TrainingRun) -> None:
         history = run.history
-        try:
-            summary = history.summary()
-            write_json(self.folder / "summary.json", summary)
-            if history.state == "finished":
-                _write_hparams(self._tensorboard(), self.spec, summary)
-            if self.writer is not None:
-                self.writer.close()
-            update_status(self.folder, state=history.state, error=history.error, ended_at=now_iso(),
-                          engine=history.engine)
-        finally:
-            self.heartbeat.stop()
+        summary = history.summary()
+        write_json(self.folder / "summary.json", summary)
+        if history.state == "finished":
+            _write_hparams(self._tensorboard(), self.spec, summary)
+        if self.writer is not None:
+            self.writer.close()
+        # The last writes of this run: no heartbeat may land after the final status (a resume from
+        # another process may queue the run again at once), and a stop request is answered.
+        Heartbeat.stop_all_for(self.folder)
+        if history.state == "stopped":
+            clear_stop_request(self.folder)
+        update_status(self.folder, state=history.state, error=history.error, ended_at=now_iso(),
+                      engine=history.engine)
 
 
 def _write_hparams(writer, spec: ScenarioSpec, summary: dict) -> None:

@@ -23,6 +23,7 @@ import os
 import queue
 import signal
 import threading
+import atexit
 import time
 import weakref
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -39,7 +40,29 @@ from .spec import ScenarioSpec
 from .store import RESUMABLE_STATES, RunStore
 
 log = logging.getLogger("trainlib")
+
+
+def _on_interpreter_exit(method: "weakref.WeakMethod") -> None:
+    """Call method() when the interpreter exits, before concurrent.futures waits for the worker
+    pools' running work (it does so at threading shutdown, so a plain atexit hook comes too late)."""
+    def call() -> None:
+        bound = method()
+        if bound is not None:
+            bound()
+    register = getattr(threading, "_register_atexit", None)     # CPython's hook, run in reverse order
+    try:
+        register(call) if register is not None else atexit.register(call)
+    except RuntimeError:           # already shutting down
+        pass
+
+
 FINAL_STATES = ("finished", "stopped", "failed", "diverged", "interrupted")
+_RUNNERS: "weakref.WeakSet[Runner]" = weakref.WeakSet()     # the runners of this process not shut down
+
+
+def live_runners() -> list["Runner"]:
+    """The runners of this process that have not been shut down."""
+    return list(_RUNNERS)
 POLL_EVERY = 0.25         # seconds between looks at a running run's status.json (progress, on_epoch)
 
 
@@ -48,11 +71,19 @@ def cuda_visible() -> bool:
     return torch.cuda.is_available()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def default_workers() -> int:
     # Several runs share a GPU well (each is bound by kernel-launch overhead, not FLOPs). On a CPU the
     # small models of a class are bound by per-step overhead too: one single-threaded run per core
     # (4 runs in 2 single-thread processes finished 1.68x sooner than in one process with 2 threads).
-    return 4 if cuda_visible() else max(1, os.cpu_count() or 1)
+    return 4 if cuda_visible() else usable_cores()
 
 
 def default_threads() -> int | None:
@@ -78,18 +109,24 @@ class Runner:
                  on_epoch: Callable[[str, dict], None] | None = None, executor=None,
                  ray_address: str | None = None, threads: int | None = None):
         self.store = RunStore(runs_dir)
-        self.workers = workers or default_workers()
         self.threads = threads if threads is not None else default_threads()
         self.on_epoch = on_epoch
-        # executor: 'local', 'ray' or 'thread' (executors.py), or an executor object of one's own
-        self.executor = (executor if executor is not None and not isinstance(executor, str) else
-                         make_executor(executor or default_executor(), self.workers, self.threads, ray_address))
+        # executor: 'local', 'ray' or 'thread' (executors.py), or an executor object of one's own.
+        # Ray sizes its slots from the cluster when workers is not given.
+        kind = executor or default_executor()
+        self.executor = (executor if not isinstance(kind, str) else
+                         make_executor(kind, workers or (None if kind == "ray" else default_workers()),
+                                       self.threads, ray_address))
+        self.workers = workers or self.executor.slots
+        self._closing = False                 # the interpreter is exiting: start no more runs
         self._queue: queue.Queue[RunHandle | None] = queue.Queue()
         self._handles: dict[str, RunHandle] = {}
         self._lock = threading.Lock()
         self._heartbeat = RunnerHeartbeat(self.store.root).start()
         self.runner_id = self._heartbeat.runner_id
         self._finalizer = weakref.finalize(self, self._heartbeat.stop)
+        _on_interpreter_exit(weakref.WeakMethod(self._leave))
+        _RUNNERS.add(self)
         self._threads = [threading.Thread(target=self._dispatch, args=(slot,), name=f"trainlib-slot-{slot}",
                                           daemon=True) for slot in range(self.workers)]
         for thread in self._threads:
@@ -241,8 +278,18 @@ class Runner:
                 return False
         return True
 
+    def _leave(self) -> None:
+        """At interpreter exit (a dashboard's Ctrl-C), before the worker pools wait for their work:
+        running runs stop between two batches (resumable), queued ones stay queued on disk for the
+        next start to adopt."""
+        self._closing = True
+        for handle in self._all_handles():
+            if handle.state == "running":
+                request_stop(self.store.root / handle.run_id)
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop every run of this runner (stopped: resumable), end its processes and its heartbeat."""
+        _RUNNERS.discard(self)
         self.stop_all()
         for _ in self._threads:
             self._queue.put(None)
@@ -268,18 +315,23 @@ class Runner:
 
     def _run(self, slot: int, handle: RunHandle) -> None:
         folder = self.store.root / handle.run_id
-        with self._lock:
-            if handle.state != "queued":      # cancelled while it waited: never start it
+        with self._lock:                      # one decision with cancel(): it is queued or it runs
+            if handle.state != "queued" or self._closing:   # cancelled while it waited: never start it
                 return
             if stop_requested(folder):        # cancelled from another process
                 handle.state = "stopped"
+            else:
+                handle.state, handle.started = "running", time.monotonic()
         if handle.state == "stopped":
             clear_stop_request(folder)
             update_status(folder, state="stopped", ended_at=now_iso(), error="cancelled before it started")
             return
-        with self._lock:
-            handle.state, handle.started = "running", time.monotonic()
-        future = self.executor.submit(slot, folder, handle.resume)
+        try:
+            future = self.executor.submit(slot, folder, handle.resume)
+        except RuntimeError as exc:           # the interpreter or the pool is shutting down
+            log.info("run %s left queued: %s", handle.run_id, exc)
+            handle.state = "queued"           # still queued on disk: the next runner adopts it
+            return
         while True:
             try:
                 state = future.result(timeout=POLL_EVERY)
@@ -314,7 +366,10 @@ class Runner:
         for record in rows[rows["epoch"] > handle.epoch].to_dict("records"):
             handle.epoch, handle.last_record = int(record["epoch"]), record
             if self.on_epoch:
-                self.on_epoch(handle.run_id, record)
+                try:
+                    self.on_epoch(handle.run_id, record)
+                except Exception:        # a watcher's trouble (a closed terminal) is not the run's
+                    log.exception("on_epoch failed for run %s", handle.run_id)
 
     def _process_died(self, slot: int, handle: RunHandle, folder: Path) -> None:
         code = self.executor.exit_code(slot) if hasattr(self.executor, "exit_code") else None

@@ -34,12 +34,16 @@ def prepare_process(threads: int | None) -> int:
 
 def execute_run(folder: str, resume: bool = False, threads: int | None = None) -> str:
     """Train the run in folder to its end and return its final state. Never raises for the run's
-    own failure: that is recorded in status.json as 'failed' with its error."""
+    own failure: that is recorded in status.json as 'failed' with its error.
+
+    A folder with a checkpoint is always resumed (resume=True or not): a run queued again after a
+    stop or a kill, and adopted by another runner, must continue, never start over its epochs."""
     from .liveness import Heartbeat, clear_stop_request, stop_requested
-    from .runfiles import now_iso, read_json, update_status
+    from .runfiles import CHECKPOINT, LAST_CHECKPOINT, now_iso, read_json, update_status
 
     prepare_process(threads)
     path = Path(folder)
+    resume = resume or (path / LAST_CHECKPOINT).exists() or (path / CHECKPOINT).exists()
     if stop_requested(path):        # cancelled while it waited for a worker
         clear_stop_request(path)
         update_status(path, state="stopped", ended_at=now_iso(), error="cancelled before it started")
@@ -53,11 +57,23 @@ def execute_run(folder: str, resume: bool = False, threads: int | None = None) -
                           pid=os.getpid(), host=socket.gethostname())
             spec = ScenarioSpec.from_dict(read_json(path / "scenario.json"))
             S = create_scenario(spec, log_folder=path)
-            history = train(S, resume=resume)
+            state = train(S, resume=resume).state
+            del S
         except Exception as exc:   # building the scenario failed (missing data, bad file): record it
             log.warning("run %s failed: %s", path.name, exc)
             update_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", ended_at=now_iso())
-            return "failed"
-    if history.state in ("stopped",):
-        clear_stop_request(path)    # the request is answered: a resume must not stop at once
-    return history.state
+            state = "failed"
+        finally:
+            release_gpu_memory()
+    return state
+
+
+def release_gpu_memory() -> None:
+    """A warm worker keeps living after its run: hand the run's cached GPU memory back, or the next
+    run of any worker on that GPU may find none."""
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
