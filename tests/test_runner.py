@@ -299,3 +299,14 @@ def test_the_runner_beats_while_alive_and_its_file_goes_with_it(runs_dir):
     assert read_json(beat)["host"] == socket.gethostname()
     runner.shutdown()
     assert not beat.exists()
+
+
+def test_a_runner_drops_the_heartbeat_files_of_runners_gone(runs_dir):
+    gone = runs_dir / RUNNERS_DIR / "old-host-1-aaaaaa.json"
+    gone.parent.mkdir(parents=True)
+    write_json(gone, {"heartbeat_at": "2020-01-01T00:00:00+00:00"})
+    runner = Runner(runs_dir, workers=1, executor="thread")
+    try:
+        assert not gone.exists() and (runs_dir / RUNNERS_DIR / f"{runner.runner_id}.json").exists()
+    finally:
+        runner.shutdown()

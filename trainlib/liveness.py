@@ -17,6 +17,7 @@ other (NTP), well under the TTL. TRAINLIB_HEARTBEAT_TTL sets the TTL in seconds 
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -27,6 +28,7 @@ from typing import Callable
 
 from .runfiles import now_iso, read_json, update_status, write_json
 
+log = logging.getLogger("trainlib")
 TTL_ENV = "TRAINLIB_HEARTBEAT_TTL"
 DEFAULT_TTL = 30.0                 # seconds without a heartbeat before a run counts as interrupted
 STOP_REQUEST = "stop.request"      # a run folder's file that asks the run to stop
@@ -155,11 +157,25 @@ class RunnerHeartbeat:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "RunnerHeartbeat":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:     # a read-only runs folder: runs can be looked at, not queued from here
+            log.warning("no runner heartbeat in %s (%s): runs this runner queues show interrupted elsewhere",
+                        self.path.parent, exc)
+        self._prune_stale()
         self._beat()
         self._thread = threading.Thread(target=self._loop, name="runner-heartbeat", daemon=True)
         self._thread.start()
         return self
+
+    def _prune_stale(self) -> None:
+        """Drop the files of runners that stopped beating: a missing file says 'gone' as well."""
+        for path in self.path.parent.glob("*.json"):
+            try:
+                if not is_fresh(read_json(path).get("heartbeat_at")):
+                    path.unlink(missing_ok=True)
+            except (OSError, ValueError):
+                continue
 
     def _beat(self) -> None:
         try:
