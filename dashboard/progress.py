@@ -128,9 +128,19 @@ def progress_rows(runs: pd.DataFrame, snapshot: Mapping[str, Mapping[str, Any]] 
     return frame.drop(columns=["_created", "_submitted"]).reset_index(drop=True)
 
 
+def _still_moving(rows: pd.DataFrame) -> pd.Series:
+    """Queued or running by its folder, or still this server's runner's (its process has written the
+    final status, the runner has not yet collected it): both must agree a run is over, or the page
+    would draw the end of a sweep one poll before its full rerun replaces what it drew."""
+    moving = rows["state"].isin(ACTIVE_STATES)
+    if "live" in rows:
+        moving |= rows["live"].fillna(False).astype(bool)
+    return moving
+
+
 def any_active(rows: pd.DataFrame) -> bool:
     """Is any run queued or running (here or in another process)?"""
-    return bool(not rows.empty and rows["state"].isin(ACTIVE_STATES).any())
+    return bool(not rows.empty and _still_moving(rows).any())
 
 
 def count_states(rows: pd.DataFrame) -> dict[str, int]:
@@ -157,8 +167,7 @@ def group_runs(rows: pd.DataFrame) -> list[tuple[str, str | None, pd.DataFrame]]
 
 def sweep_finished(group: pd.DataFrame) -> bool:
     """Every run has ended and at least one finished: worth comparing."""
-    return bool(not group.empty and not group["state"].isin(ACTIVE_STATES).any()
-                and (group["state"] == "finished").any())
+    return bool(not group.empty and not _still_moving(group).any() and (group["state"] == "finished").any())
 
 
 def summary_text(group: pd.DataFrame) -> str:

@@ -80,6 +80,10 @@ def test_groups_sweeps_first_by_newest_and_runs_in_queue_order():
     assert progress.any_active(rows) and not progress.any_active(groups[0][2])
     done = groups[1][2].assign(state=["finished", "stopped", "finished"])
     assert progress.sweep_finished(done)
+    # The folders say finished, but this server's runner has not collected the last run yet: not over
+    # (the page would draw Compare one poll before the full rerun that ends the polling replaces it).
+    collecting = done.assign(live=[False, False, True])
+    assert not progress.sweep_finished(collecting) and progress.any_active(collecting)
     assert progress.group_runs(progress.progress_rows(pd.DataFrame())) == []
 
 
