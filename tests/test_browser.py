@@ -152,7 +152,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
 
         # Runs: the four progress live; when the sweep has ended its Compare button appears.
         page.locator("h1", has_text="Runs").first.wait_for()
-        expect(page.get_by_text("Queued 4 runs").first).to_be_visible()
+        page.get_by_text("Queued 4 runs").first.wait_for()          # drawn by the same run, just after
         _shoot(page, tmp_path, "runs_live")
         # The button appears in the full rerun that ends the polling (never in a polling fragment run
         # that a full rerun replaces a moment later): once that run has finished, a click is taken.
@@ -183,7 +183,8 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         _shoot(page, tmp_path, "run_detail")
         open_page(page, "LR finder")
         page.get_by_role("button", name="Find the learning rate").first.click()
-        expect(page.get_by_role("button", name="Use this lr in New experiment").first).to_be_visible()
+        # The search trains a few hundred batches in the page's run: wait for it to draw its result.
+        page.get_by_role("button", name="Use this lr in New experiment").first.wait_for()
         _shoot(page, tmp_path, "lr_finder")
         for link in ("Runs", "Compare", "Run detail", "LR finder", "New experiment"):
             open_page(page, link)
