@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from trainlib.liveness import parse_time
 from trainlib.store import ACTIVE_STATES, RESUMABLE_STATES
 
 COLUMNS = ["run_id", "name", "sweep", "state", "epoch", "epochs", "fraction", "elapsed_s", "eta_s",
@@ -31,16 +32,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def seconds_per_epoch(metrics: pd.DataFrame | None) -> float | None:
@@ -88,7 +79,7 @@ def progress_rows(runs: pd.DataFrame, snapshot: Mapping[str, Mapping[str, Any]] 
         frame = metrics.get(run_id)
 
         fraction = 1.0 if state == "finished" else (min(epoch / epochs, 1.0) if epochs else 0.0)
-        started, ended = _parse_time(run.get("started_at")), _parse_time(run.get("ended_at"))
+        started, ended = parse_time(run.get("started_at")), parse_time(run.get("ended_at"))
         elapsed = _number(snap.get("elapsed")) if state == "running" else None
         if elapsed is None and started is not None and state != "queued":
             elapsed = max(((ended if ended and state != "running" else now) - started).total_seconds(), 0.0)
