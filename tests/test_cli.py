@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import types
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +17,9 @@ import pytest
 import torch
 
 from trainlib import ScenarioSpec
+from trainlib import cli
 from trainlib.cli import ProgressBar, main, print_outcome
-from trainlib.store import RunStore, now_iso, read_json, update_status
+from trainlib.store import RunStore, now_iso, read_json, update_status, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "moons", "--train-subset", "128", "--hidden-sizes", "8", "--batch-size", "32",
@@ -37,6 +40,7 @@ def test_run_creates_a_finished_run_folder(runs_dir, capsys):
     assert len(folders) == 1
     status = read_json(folders[0] / "status.json")
     assert status["state"] == "finished" and status["epoch"] == 2
+    assert (status["sweep"], status["variant"], status["position"]) == (None, "cli run", None)    # no sweep
     spec = read_json(folders[0] / "scenario.json")
     assert (spec["name"], spec["dataset"], spec["epochs"], spec["hidden_sizes"], spec["batchnorm"], spec["lr"]) == (
         "cli run", "moons", 2, [8], True, 0.01)
@@ -64,9 +68,12 @@ def test_sweep_with_the_course_variants(runs_dir, capsys):
     assert specs["dropout"]["dropout"] == 0.2 and specs["dropout"]["weight_decay"] == 0.0
     assert specs["batchnorm"]["batchnorm"] is True
     assert all(s["tags"] == ["reg"] and s["dataset"] == "moons" for s in specs.values())
+    positions = {}
     for folder in run_folders(runs_dir):
         status = read_json(folder / "status.json")
         assert status["state"] == "finished" and status["sweep"] == "reg"
+        positions[status["variant"]] = status["position"]
+    assert positions == {"baseline": 0, "l2": 1, "dropout": 2, "batchnorm": 3}      # the order planned
 
 
 def test_sweep_grid(runs_dir, capsys):
@@ -116,6 +123,15 @@ def test_export_writes_a_long_csv(runs_dir, tmp_path, capsys):
     (["sweep", "--variant", "l2"], "variant"),
     (["sweep", "--epochs", "1"], "--vary"),
     (["sweep", "--variant", "a:", "--workers", "0"], "--workers"),
+    (["run", "--repeats", "0"], "repeats"),
+    (["sweep", "--variant", "a:", "--repeats", "101"], "repeats"),
+    (["run", "--repeats", "two"], "--repeats"),
+    (["sweep", "--vary", "seed=1,2", "--repeats", "2"], "repeats"),
+    (["sweep", "--vary", "seed=5", "--repeats", "2"], "repeats"),
+    (["sweep", "--variant", "a:", "--variant", "b:seed=3", "--repeats", "2"], "repeats"),
+    (["run", "--seed", str(2 ** 63 - 1), "--repeats", "2"], "seed"),
+    (["summary"], "--sweep"),
+    (["summary", "--sweep", "nope"], "nope"),
     (["export", "no-such-run", "--csv", "x.csv"], "no-such-run"),
     (["train"], "train"),
 ])
@@ -481,3 +497,116 @@ def test_ctrl_c_stops_the_runs_cleanly_and_they_resume(runs_dir):
     states = sorted(read_json(p / "status.json")["state"] for p in run_folders(runs_dir))
     assert states == ["stopped", "stopped"]                  # the running one between batches, the queued one cancelled
     assert all(not (p / "stop.request").exists() for p in run_folders(runs_dir) if (p / "metrics.csv").exists())
+
+
+# ----------------------------------------------------------------------------- repeats, sweep names, summary
+def test_a_seed_axis_and_repeats_conflict_in_one_line(runs_dir, capsys):
+    exits_2(["sweep", *TINY, "--vary", "seed=1,2", "--vary", "lr=0.1,0.01", "--repeats", "3"])
+    assert error_line(capsys) == ("python -m trainlib: error: repeats: conflicts with a seed axis (--vary seed=...): "
+                                  "--repeats 3 sets the seeds itself; give one or the other")
+    assert not runs_dir.exists()
+
+
+def fixed_clock(monkeypatch) -> None:
+    """The CLI's automatic sweep names as at 2025-01-01 00:00:00: two sweeps started in one second."""
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(strftime=datetime(2025, 1, 1).strftime))
+
+
+def test_run_with_repeats_is_a_sweep_of_seeds_under_a_new_name(runs_dir, capsys, monkeypatch):
+    fixed_clock(monkeypatch)
+    RunStore(runs_dir).new_run(ScenarioSpec(name="earlier"), sweep="repeats-20250101-000000")
+    assert main(["run", *TINY, "--epochs", "1", "--name", "solo", "--seed", "4", "--repeats", "3"]) == 0
+    statuses = {read_json(p / "scenario.json")["name"]: (read_json(p / "scenario.json"), read_json(p / "status.json"))
+                for p in run_folders(runs_dir)}
+    del statuses["earlier"]
+    assert sorted(statuses) == ["solo · seed 4", "solo · seed 5", "solo · seed 6"]
+    for name, (spec, status) in statuses.items():
+        assert spec["seed"] == int(name[-1]) and spec["tags"] == ["repeats-20250101-000000-2"]
+        assert status["state"] == "finished" and status["sweep"] == "repeats-20250101-000000-2"
+        assert status["variant"] == "solo" and status["position"] == 0
+    assert "python -m trainlib summary --sweep repeats-20250101-000000-2" in capsys.readouterr().err
+
+
+def test_sweep_with_repeats_keeps_a_variants_seeds_together(runs_dir, capsys):
+    assert main(["sweep", *TINY, "--epochs", "1", "--sweep-name", "reg", "--repeats", "2",
+                 "--variant", "baseline:", "--variant", "l2:weight_decay=1e-5"]) == 0
+    runs = RunStore(runs_dir).list_runs().set_index("name")
+    assert sorted(runs.index) == ["baseline · seed 0", "baseline · seed 1", "l2 · seed 0", "l2 · seed 1"]
+    assert runs.loc["l2 · seed 1", ["variant", "position", "seed", "weight_decay", "sweep"]].tolist() == [
+        "l2", 1, 1, 1e-5, "reg"]
+    assert runs.loc["baseline · seed 1", ["variant", "position", "seed"]].tolist() == ["baseline", 0, 1]
+    assert (runs["state"] == "finished").all()
+    capsys.readouterr()
+    assert main(["summary", "--sweep", "reg"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "sweep reg: 2 variants, 4 runs"
+    assert [line.split()[:2] for line in out[2:4]] == [["baseline", "2"], ["l2", "2"]]
+    assert out[-1].startswith("  l2 vs baseline: ") and "seed noise (p = " in out[-1]
+
+
+def test_a_sweep_name_in_use_gets_a_number(runs_dir, capsys):
+    RunStore(runs_dir).new_run(ScenarioSpec(name="old"), sweep="reg")
+    assert main(["sweep", *TINY, "--epochs", "1", "--sweep-name", "reg", "--variant", "new:"]) == 0
+    spec, status = next((read_json(p / "scenario.json"), read_json(p / "status.json")) for p in run_folders(runs_dir)
+                        if read_json(p / "scenario.json")["name"] == "new")
+    assert status["sweep"] == "reg-2" and spec["tags"] == ["reg-2"] and status["position"] == 0
+    err = capsys.readouterr().err
+    assert f"a sweep reg is in {runs_dir} already: this one is reg-2" in err
+    assert "summary --sweep reg-2" in err
+
+
+def fake_run(store: RunStore, variant: str, seed: int, test_acc: float | None, position: int, sweep: str = "reg",
+             state: str = "finished") -> None:
+    """A run folder as training leaves it, with a known test accuracy, without training."""
+    folder = store.new_run(ScenarioSpec(name=f"{variant} · seed {seed}", seed=seed), sweep=sweep, variant=variant,
+                           position=position)
+    update_status(folder, state=state, heartbeat_at=now_iso())
+    if test_acc is not None:
+        write_json(folder / "summary.json", {"test_acc": test_acc})
+
+
+COURSE_SEEDS = {"baseline": [0.9769, 0.9710, 0.9748, 0.9725], "l2": [0.9741, 0.9760, 0.9730, 0.9752],
+                "dropout": [0.9550, 0.9540, 0.9565, 0.9548]}
+
+
+def test_summary_prints_mean_and_std_per_variant_then_the_verdicts(runs_dir, capsys):
+    store = RunStore(runs_dir)
+    for position, (variant, accs) in enumerate(COURSE_SEEDS.items()):
+        for seed, acc in enumerate(accs):
+            fake_run(store, variant, seed, acc, position)
+    fake_run(store, "batchnorm", 0, 0.9719, 3)
+    fake_run(store, "batchnorm", 1, None, 3, state="running")
+    fake_run(store, "baseline", 0, 0.10, 0, sweep="another sweep")          # not this sweep's
+    assert main(["summary", "--sweep", "reg"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "sweep reg: 4 variants, 14 runs"
+    assert out[1].split("  ")[0] == "variant" and "test acc % (mean ± std)" in out[1]
+    rows = {line.split()[0]: " ".join(line.split()[1:]) for line in out[2:6]}
+    assert list(rows) == ["baseline", "l2", "dropout", "batchnorm"]             # the order planned
+    assert rows["baseline"] == "4 97.38 ± 0.26 97.10-97.69 0,1,2,3"
+    assert rows["dropout"] == "4 95.51 ± 0.10 95.40-95.65 0,1,2,3"
+    assert rows["batchnorm"] == "1 of 2 finished 97.19 97.19-97.19 0"
+    assert out[6:] == ["", "against baseline (Welch's t-test over seeds, two-sided, alpha 0.05):",
+                       "  l2 vs baseline: +0.1 points, within seed noise (p = 0.62)",
+                       "  dropout vs baseline: -1.9 points, larger than seed noise (p < 0.001)",
+                       "  batchnorm vs baseline: -0.2 points, one seed: cannot tell"]
+
+
+def test_summary_of_an_unknown_sweep_names_the_ones_there(runs_dir, capsys):
+    store = RunStore(runs_dir)
+    for i in range(7):
+        store.new_run(ScenarioSpec(name=f"r{i}"), sweep=f"s{i}")
+    exits_2(["summary", "--sweep", "reg"])
+    line = error_line(capsys)
+    assert line.startswith(f"python -m trainlib: error: --sweep: no sweep 'reg' in {runs_dir}; sweeps there")
+    assert line.count("'s") == 5 and line.endswith("and 2 more (see list)")
+    exits_2(["summary", "--sweep", "reg", "--runs-dir", str(runs_dir / "missing")])
+    assert error_line(capsys).endswith("no sweeps there") and not (runs_dir / "missing").exists()
+
+
+def test_summary_of_one_variant_has_nothing_to_compare(runs_dir, capsys):
+    fake_run(RunStore(runs_dir), "alone", 0, 0.9, 0)
+    assert main(["summary", "--sweep", "reg"]) == 0
+    out = capsys.readouterr().out
+    assert "alone" in out and out.strip().endswith("one variant: nothing to compare it with")
+    assert "nan" not in out.lower() and "None" not in out

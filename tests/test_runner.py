@@ -66,6 +66,20 @@ def reached_epoch(runs_dir: Path, run_id: str, epoch: int):
     return condition
 
 
+def test_submit_many_gives_each_variant_its_position_in_the_sweep(make_runner, tiny_spec, runs_dir):
+    runner = make_runner(workers=1, executor="thread")
+    specs = [tiny_spec(name=name, epochs=1) for name in ("b · seed 0", "b · seed 1", "a · seed 0")]
+    with pytest.raises(ValueError, match="one per spec"):
+        runner.submit_many(specs, sweep="s", variants=["b"])
+    assert runner.store.run_ids() == []
+    ids = runner.submit_many(specs, sweep="s", variants=["b", "b", "a"])
+    alone = runner.submit_many(specs[:1])                                # no sweep: no position
+    statuses = [status_of(runs_dir, run_id) for run_id in ids + alone]
+    assert [(status["variant"], status["position"]) for status in statuses] == [
+        ("b", 0), ("b", 0), ("a", 1), ("b · seed 0", None)]
+    assert runner.wait(ids + alone, timeout=TIMEOUT)
+
+
 def test_runs_train_in_their_own_processes_to_finished(make_runner, tiny_spec, runs_dir):
     seen = []
     runner = make_runner(workers=2, on_epoch=lambda run_id, record: seen.append((run_id, record["epoch"])))

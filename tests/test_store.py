@@ -334,3 +334,54 @@ def test_scenario_keys_do_not_overwrite_the_rows_own_columns(tiny_spec):
     write_json(folder / "scenario.json", {**spec, "run_id": "someone-else", "state": "finished", "colour": "red"})
     row = store.list_runs().iloc[0]
     assert row["run_id"] == folder.name and row["state"] == "stopped" and "colour" not in row.index
+
+
+# ----------------------------------------------------------------------------- variants, positions, sweep names
+def test_new_run_stores_its_variant_and_position(tiny_spec):
+    store = RunStore()
+    repeat = store.new_run(tiny_spec(name="dropout · seed 1", seed=1), sweep="reg", variant="dropout", position=2)
+    alone = store.new_run(tiny_spec(name="alone"))
+    for folder, variant, position in ((repeat, "dropout", 2), (alone, "alone", None)):
+        status = read_json(folder / "status.json")
+        assert (status["variant"], status["position"]) == (variant, position)
+    rows = store.list_runs().set_index("name")
+    assert rows.loc["dropout · seed 1", "variant"] == "dropout" and rows.loc["dropout · seed 1", "position"] == 2
+    assert rows.loc["alone", "variant"] == "alone" and pd.isna(rows.loc["alone", "position"])
+    assert str(rows["position"].dtype) == "Int64"
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="position"):
+            store.new_run(tiny_spec(), sweep="reg", position=bad)
+
+
+@pytest.mark.parametrize("variant, position, shown_variant, shown_position", [
+    ("l2", 3, "l2", 3),
+    (None, None, "hand-edited", None),            # an old run: neither key
+    (5, "3", "hand-edited", None),
+    ("  ", -1, "hand-edited", None),
+    (["a"], 1.0, "hand-edited", None),
+    ({"x": 1}, True, "hand-edited", None),
+    ("l2", 2 ** 70, "l2", None),
+])
+def test_hand_edited_variants_and_positions_fall_back(tiny_spec, variant, position, shown_variant, shown_position):
+    store = RunStore()
+    folder = store.new_run(tiny_spec(name="hand-edited"), sweep="s", position=0)
+    status = read_json(folder / "status.json")
+    del status["variant"], status["position"]
+    status.update({key: value for key, value in (("variant", variant), ("position", position)) if value is not None})
+    write_json(folder / "status.json", status)
+    frame = store.list_runs()
+    assert frame.attrs["skipped"] == [] and str(frame["position"].dtype) == "Int64"
+    row = frame.iloc[0]
+    assert row["variant"] == shown_variant
+    assert (pd.isna(row["position"]) if shown_position is None else row["position"] == shown_position)
+
+
+def test_unique_sweep_name_never_reuses_a_sweep_in_the_folder(tiny_spec):
+    store = RunStore()
+    assert store.unique_sweep_name("reg") == "reg"
+    store.new_run(tiny_spec(), sweep="reg")
+    assert store.unique_sweep_name("reg") == "reg-2"
+    store.new_run(tiny_spec(), sweep="reg-2")
+    store.new_run(tiny_spec(), sweep="other")
+    assert store.unique_sweep_name("reg") == "reg-3"
+    assert store.unique_sweep_name("reg-2") == "reg-2-2" and store.unique_sweep_name("new") == "new"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from trainlib import ScenarioSpec, SpecError, grid, variants
-from trainlib.sweep import check_unique_names, parse_variant, parse_vary
+from trainlib.sweep import check_unique_names, parse_variant, parse_vary, repeat_seeds
 
 COURSE_VARIANTS = {"baseline": {}, "l2": {"weight_decay": 1e-5}, "dropout": {"dropout": 0.2},
                    "batchnorm": {"batchnorm": True}}
@@ -150,3 +150,42 @@ def test_check_unique_names_across_variants_and_grid():
     with pytest.raises(SpecError) as info:
         check_unique_names(specs)
     assert info.value.field == "name"
+
+
+# ----------------------------------------------------------------------------- repeats over seeds
+def test_repeat_seeds_puts_each_variants_seeds_next_to_each_other():
+    specs = variants(ScenarioSpec(seed=7), {"baseline": {}, "dropout": {"dropout": 0.2}}, sweep="reg")
+    pairs = repeat_seeds(specs, 3)
+    assert [(variant, spec.name, spec.seed) for variant, spec in pairs] == [
+        ("baseline", "baseline · seed 7", 7), ("baseline", "baseline · seed 8", 8),
+        ("baseline", "baseline · seed 9", 9), ("dropout", "dropout · seed 7", 7),
+        ("dropout", "dropout · seed 8", 8), ("dropout", "dropout · seed 9", 9)]
+    assert all(spec.replace(seed=7, name=variant) == original           # nothing else changed
+               for (variant, spec), original in zip(pairs, [specs[0]] * 3 + [specs[1]] * 3))
+    assert [spec.tags for _, spec in pairs] == [("reg",)] * 6
+
+
+def test_one_repeat_is_the_specs_as_they_are():
+    specs = grid(ScenarioSpec(), lr=[0.1, 0.01])
+    assert repeat_seeds(specs, 1) == [("lr=0.1", specs[0]), ("lr=0.01", specs[1])]
+    seeded = grid(ScenarioSpec(), seed=[1, 2])                 # a seed axis alone is fine
+    assert [spec.seed for _, spec in repeat_seeds(seeded, 1)] == [1, 2]
+
+
+@pytest.mark.parametrize("repeats", [0, -1, 101, 2.5, "3", True])
+def test_repeats_outside_1_to_100_name_the_field(repeats):
+    with pytest.raises(SpecError) as info:
+        repeat_seeds([ScenarioSpec()], repeats)
+    assert info.value.field == "repeats" and "1..100" in str(info.value)
+
+
+def test_repeats_conflict_with_a_seed_axis():
+    with pytest.raises(SpecError) as info:
+        repeat_seeds(grid(ScenarioSpec(), seed=[1, 2]), 3)
+    assert info.value.field == "repeats" and "conflicts with a seed axis" in str(info.value)
+
+
+def test_repeats_past_the_largest_seed_name_the_seed():
+    with pytest.raises(SpecError) as info:
+        repeat_seeds([ScenarioSpec(seed=2 ** 63 - 1)], 2)
+    assert info.value.field == "seed"

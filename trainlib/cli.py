@@ -1,10 +1,12 @@
-"""Command line: python -m trainlib {run,sweep,resume,stop,list,export} ...
+"""Command line: python -m trainlib {run,sweep,summary,resume,stop,list,export} ...
 
     python -m trainlib run --dataset mnist --epochs 5 --lr 1e-3 --dropout 0.2
     python -m trainlib sweep --dataset mnist --epochs 5 --variant 'baseline:' --variant 'l2:weight_decay=1e-5' \
         --variant 'dropout:dropout=0.2' --variant 'batchnorm:batchnorm=true'
     python -m trainlib sweep --vary lr=1e-2,1e-3 --vary dropout=0,0.2          # a 2x2 grid
     python -m trainlib sweep ... --executor ray --ray-address ray://head:10001  # on a Ray cluster
+    python -m trainlib sweep ... --repeats 3     # each variant with seeds s, s+1, s+2
+    python -m trainlib summary --sweep reg       # test accuracy over seeds per variant, verdicts vs baseline
     python -m trainlib resume RUN_ID...          # interrupted or stopped runs, after their last epoch
     python -m trainlib stop RUN_ID...            # wherever they train: a request in the run folder
     python -m trainlib list
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -37,7 +40,7 @@ from .executors import EXECUTOR_ENV, EXECUTORS, default_executor
 from .preflight import check_can_run_here
 from .spec import DEFAULTS, ScenarioSpec, SpecError, field_kind, field_names, parse_value, shown
 from .store import RUNS_ENV, RunStore, default_runs_dir
-from .sweep import check_unique_names, grid, parse_variant, parse_vary, variants
+from .sweep import MAX_REPEATS, check_unique_names, grid, parse_variant, parse_vary, repeat_seeds, variants
 
 MAX_WORKERS = 64          # threads training at once; more only queue up behind the same GPU or cores
 
@@ -96,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an axis of a grid (repeat for more axes; tuple fields use ';' between options)")
     sweep.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=V,FIELD=V",
                        help="a named run: the base plus these changes ('baseline:' is the base itself)")
-    sweep.add_argument("--sweep-name", default=None, help="tag for the runs (default: sweep-<time>)")
+    for command, default in ((run, "none, or repeats-<time> with --repeats"), (sweep, "sweep-<time>")):
+        command.add_argument("--repeats", type=int, default=1, metavar="K",
+                             help=f"train each scenario with K seeds (its --seed, +1, ...; 1..{MAX_REPEATS}, "
+                                  f"default 1); 'summary --sweep' then says which differences exceed seed noise")
+        command.add_argument("--sweep-name", default=None,
+                             help=f"tag for the runs (default: {default}); a name runs in --runs-dir already "
+                                  f"have becomes NAME-2, NAME-3, ...: two sweeps never merge")
     sweep.add_argument("--workers", type=int, default=None,
                        help=f"runs at once, 1..{MAX_WORKERS} (default: one per core on a CPU, 4 on a GPU)")
     resume = commands.add_parser("resume", help="continue interrupted or stopped runs after their last epoch")
@@ -110,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"where runs execute (default: ${EXECUTOR_ENV} or local: one process per run here)")
         command.add_argument("--ray-address", default=None, metavar="ADDR",
                              help="a Ray cluster (default: $RAY_ADDRESS; none: a local Ray instance for this command)")
+    summary = commands.add_parser("summary", help="a sweep's test accuracy over seeds per variant, and verdicts "
+                                                  "against its baseline")
+    summary.add_argument("--sweep", required=True, metavar="NAME", help="the sweep's name (the 'sweep' column of list)")
+    summary.add_argument("--runs-dir", default=None)
     listing = commands.add_parser("list", help="a table of the runs")
     listing.add_argument("--runs-dir", default=None)
     export = commands.add_parser("export", help="metrics of runs as one long CSV")
@@ -316,8 +329,9 @@ def make_runner(args: argparse.Namespace, on_epoch, runs: int):
 
 
 def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name: str | None,
-                resume_ids: Sequence[str] = ()) -> int:
+                resume_ids: Sequence[str] = (), variants: list[str] | None = None) -> int:
     """Train specs (new runs) or resume_ids (existing ones) with a progress line each, until they end.
+    variants: one per spec, as sweep.repeat_seeds pairs them (default: each spec's name).
     Ctrl-C stops them between two batches (state 'stopped', resumable)."""
     bar = ProgressBar()
     names: dict[str, tuple[str, int]] = {}
@@ -330,8 +344,7 @@ def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name:
     runner = make_runner(args, on_epoch, len(specs) + len(resume_ids))
     ids = []
     try:
-        for spec in specs:
-            run_id = runner.submit(spec, sweep=sweep_name)
+        for spec, run_id in zip(specs, runner.submit_many(specs, sweep=sweep_name, variants=variants)):
             names[run_id] = (spec.name, spec.epochs)
             ids.append(run_id)
         for run_id in resume_ids:
@@ -355,7 +368,16 @@ def command_run(args: argparse.Namespace, specs: list[ScenarioSpec], sweep_name:
     finally:
         runner.shutdown()        # stops what is left (a second Ctrl-C) and ends the worker processes
     bar.close()
-    return print_outcome(runner.store, ids)
+    status = print_outcome(runner.store, ids)
+    if sweep_name is not None:
+        print(f"per variant, over seeds: {summary_command(args, sweep_name)}", file=sys.stderr)
+    return status
+
+
+def summary_command(args: argparse.Namespace, sweep_name: str) -> str:
+    """The command that summarises this sweep, ready to paste into a shell."""
+    runs_dir = f" --runs-dir {shlex.quote(str(args.runs_dir))}" if args.runs_dir is not None else ""
+    return f"python -m trainlib summary --sweep {shlex.quote(sweep_name)}{runs_dir}"
 
 
 @contextmanager
@@ -452,6 +474,62 @@ def command_export(args: argparse.Namespace) -> int:
     return 0
 
 
+SHOWN_SWEEPS = 5          # sweeps an unknown --sweep's error names, newest first
+SUMMARY_COLUMNS = dict.fromkeys(["variant", "runs", "test acc % (mean ± std)", "min-max %", "seeds"], "text")
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:.2f}"
+
+
+def summary_rows(table: pd.DataFrame) -> list[dict]:
+    """variant_table's rows as text: test accuracy in %, unfinished runs counted as such."""
+    rows = []
+    for row in table.to_dict("records"):
+        n, runs = row["n"], row["runs"]
+        if n == runs:
+            counted = str(n)
+        elif row["finished"] == n:
+            counted = f"{n} of {runs} finished"
+        else:                                  # finished without a test accuracy (a regression task)
+            counted = f"{n} of {runs} with a test accuracy"
+        mean = "" if n == 0 else percent(row["mean_test_acc"])
+        mean += f" ± {percent(row['std_test_acc'])}" if n > 1 else ""
+        spread = "" if n == 0 else f"{percent(row['min_test_acc'])}-{percent(row['max_test_acc'])}"
+        seeds = ",".join("?" if seed is None else str(seed) for seed in row["seeds"])
+        rows.append(dict(zip(SUMMARY_COLUMNS, [row["variant"], counted, mean, spread, seeds])))
+    return rows
+
+
+def command_summary(args: argparse.Namespace) -> int:
+    """A sweep's variants (mean ± std of test accuracy over seeds), then each one's verdict against
+    the baseline."""
+    from .repeats import ALPHA, TEST, format_p, variant_table, verdicts
+    path = runs_dir_of(args)
+    store = open_existing_store(path)
+    runs = store.list_runs() if store is not None else None
+    if runs is None or args.sweep not in set(runs["sweep"].dropna()):
+        last_run = runs.dropna(subset=["sweep"]).groupby("sweep")["run_id"].max() if runs is not None else pd.Series()
+        newest = list(last_run.sort_values(ascending=False).index)      # run ids start with their time
+        there = ("no sweeps there" if not newest else "sweeps there, newest first: "
+                 + ", ".join(shown(name) for name in newest[:SHOWN_SWEEPS])
+                 + (f" and {len(newest) - SHOWN_SWEEPS} more (see list)" if len(newest) > SHOWN_SWEEPS else ""))
+        raise FlagError("--sweep", f"no sweep {shown(args.sweep)} in {path}; {there}")
+    runs = runs[runs["sweep"] == args.sweep]
+    table = variant_table(runs)
+    print(f"sweep {one_line(args.sweep)}: {len(table)} variant{'s' * (len(table) != 1)}, {len(runs)} runs")
+    print(format_table(summary_rows(table), SUMMARY_COLUMNS))
+    found = verdicts(runs)
+    if not found:
+        print("one variant: nothing to compare it with")
+        return 0
+    print(f"\nagainst {one_line(found[0].baseline)} ({TEST}, two-sided, alpha {ALPHA:g}):")
+    for verdict in found:
+        p = f" ({format_p(verdict.p_value)})" if verdict.p_value is not None else ""
+        print(f"  {one_line(verdict.text)}{p}")
+    return 0
+
+
 def specs_of_sweep(args: argparse.Namespace, base: ScenarioSpec, sweep_name: str) -> list[ScenarioSpec]:
     named = [parse_variant(text) for text in args.variant]
     axes = [parse_vary(text) for text in args.vary]
@@ -460,6 +538,12 @@ def specs_of_sweep(args: argparse.Namespace, base: ScenarioSpec, sweep_name: str
         repeated = sorted({key for key in keys if keys.count(key) > 1})
         if repeated:
             raise SpecError(what, f"{repeated[0]!r} is given twice; give each {what} once")
+    if args.repeats > 1:                      # even one variant or axis value setting the seed: which would win?
+        seeding = [f"--vary {axis}=..." for axis, _ in axes if axis == "seed"]
+        seeding += [f"--variant {name}:seed=..." for name, changes in named if "seed" in changes]
+        if seeding:
+            raise SpecError("repeats", f"conflicts with a seed axis ({seeding[0]}): --repeats {args.repeats} sets "
+                                       f"the seeds itself; give one or the other")
     specs = []
     if named:
         specs += variants(base, dict(named), sweep=sweep_name)
@@ -467,6 +551,13 @@ def specs_of_sweep(args: argparse.Namespace, base: ScenarioSpec, sweep_name: str
         specs += grid(base, sweep=sweep_name, **dict(axes))
     check_unique_names(specs)                 # a variant may be named like a grid point
     return specs
+
+
+def unique_sweep_name(args: argparse.Namespace, name: str) -> str:
+    """`name`, or name-2, name-3, ... when runs in --runs-dir have it: never merge into an old sweep.
+    Looks without making the folder (a command that fails later must leave nothing behind)."""
+    store = open_existing_store(runs_dir_of(args))
+    return name if store is None else store.unique_sweep_name(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -481,27 +572,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_export(args)
         if args.command == "stop":
             return command_stop(args)
+        if args.command == "summary":
+            return command_summary(args)
         if args.command == "resume":
             if open_existing_store(runs_dir_of(args)) is None:
                 raise FlagError("--runs-dir", f"no runs folder {runs_dir_of(args)}")
             return command_run(args, [], None, resume_ids=args.runs)
         base = spec_from_args(args)
+        repeat_seeds([base], args.repeats)       # a bad --repeats is said before anything else is looked at
         if args.command == "run":
-            specs, sweep_name = [base], None
+            sweep_name = None
+            if args.sweep_name or args.repeats > 1:     # repeats form a sweep, so that summary finds them
+                sweep_name = unique_sweep_name(args, args.sweep_name or time.strftime("repeats-%Y%m%d-%H%M%S"))
+                if sweep_name not in base.tags:            # as a sweep's own specs are tagged
+                    base = base.replace(tags=[*base.tags, sweep_name])
+            specs = [base]
         else:
             if not args.vary and not args.variant:
                 parser.error("sweep needs at least one --vary FIELD=V1,V2 or --variant NAME:FIELD=V")
             if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
                 parser.error(f"--workers: must be in [1, {MAX_WORKERS}], got {args.workers}")
-            sweep_name = args.sweep_name or time.strftime("sweep-%Y%m%d-%H%M%S")
+            sweep_name = unique_sweep_name(args, args.sweep_name or time.strftime("sweep-%Y%m%d-%H%M%S"))
             specs = specs_of_sweep(args, base, sweep_name)
+        planned = repeat_seeds(specs, args.repeats)
         # Everything this machine can check, for every run, before the first run folder is made
-        # (runs sent to a Ray cluster train elsewhere: that machine checks them).
+        # (runs sent to a Ray cluster train elsewhere: that machine checks them). A seed changes
+        # nothing checked here: the specs before repeating stand for their repeats.
         remote = (args.executor or default_executor()) == "ray" and (args.ray_address or os.environ.get("RAY_ADDRESS"))
         for spec in specs if not remote else []:
             check_can_run_here(spec)
         check_runs_dir_writable(runs_dir_of(args))
-        return command_run(args, specs, sweep_name)
+        specs, variant_names = [spec for _, spec in planned], [variant for variant, _ in planned]
+        if args.sweep_name and sweep_name != args.sweep_name:
+            print(f"a sweep {one_line(args.sweep_name)} is in {runs_dir_of(args)} already: this one is "
+                  f"{one_line(sweep_name)}", file=sys.stderr)
+        if args.repeats == 1:                 # each spec its own variant: submit_many's default
+            return command_run(args, specs, sweep_name)
+        return command_run(args, specs, sweep_name, variants=variant_names)
     except (SpecError, FlagError) as exc:
         parser.error(str(exc))                # a message as it is: stripping quotes cut "got 'x'" to "got 'x"
     finally:

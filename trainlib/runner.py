@@ -143,12 +143,24 @@ class Runner:
         return self.executor.describe()
 
     # ------------------------------------------------------------------ submitting
-    def submit(self, spec: ScenarioSpec, sweep: str | None = None) -> str:
-        folder = self.store.new_run(spec, sweep=sweep, owner=self.runner_id)
+    def submit(self, spec: ScenarioSpec, sweep: str | None = None, variant: str | None = None,
+               position: int | None = None) -> str:
+        """Queue one run; its id. variant (default: the spec's name) and position: see RunStore.new_run."""
+        folder = self.store.new_run(spec, sweep=sweep, owner=self.runner_id, variant=variant, position=position)
         return self._enqueue(RunHandle(folder.name, spec))
 
-    def submit_many(self, specs: list[ScenarioSpec], sweep: str | None = None) -> list[str]:
-        return [self.submit(spec, sweep) for spec in specs]
+    def submit_many(self, specs: list[ScenarioSpec], sweep: str | None = None,
+                    variants: list[str] | None = None) -> list[str]:
+        """Queue runs in this order; their ids. variants: one per spec (default each spec's name), as
+        sweep.repeat_seeds pairs them. In a sweep each run gets its variant's position: the index of
+        the variant among the distinct ones in order of first appearance (repeats share it)."""
+        if variants is None:
+            variants = [spec.name for spec in specs]
+        if len(variants) != len(specs):
+            raise ValueError(f"{len(variants)} variants for {len(specs)} specs: give one per spec")
+        positions = {variant: index for index, variant in enumerate(dict.fromkeys(variants))}
+        return [self.submit(spec, sweep, variant=variant, position=positions[variant] if sweep is not None else None)
+                for spec, variant in zip(specs, variants)]
 
     def resume(self, run_id: str) -> str:
         """Queue an interrupted or stopped run again: it continues after its last finished epoch

@@ -2,6 +2,7 @@
 
     store = RunStore()                           # ./runs, or $TRAINLIB_RUNS_DIR
     folder = store.new_run(spec, sweep="reg")    # scenario.json + status.json (queued)
+    store.unique_sweep_name("reg")               # 'reg', or 'reg-2' when runs of 'reg' exist already
     runs = list_runs()                           # DataFrame, one row per run
     metrics = load_run(run_id)                   # DataFrame, one row per epoch
 
@@ -99,8 +100,8 @@ def _reason(exc: Exception) -> str:
 
 
 # Columns of list_runs() that come from status.json and summary.json; spec fields follow them.
-STATUS_COLUMNS = ("run_id", "state", "sweep", "epoch", "epochs", "created_at", "started_at", "ended_at", "error",
-                  "engine", "recorded_state", "heartbeat_at")
+STATUS_COLUMNS = ("run_id", "state", "sweep", "variant", "position", "epoch", "epochs", "created_at", "started_at",
+                  "ended_at", "error", "engine", "recorded_state", "heartbeat_at")
 SUMMARY_COLUMNS = ("test_acc", "test_loss", "best_epoch", "best_val_loss", "final_val_acc", "seconds")
 RUN_FILES = ("scenario.json", "status.json", "summary.json")
 _INT64_MAX = 2 ** 63 - 1
@@ -164,7 +165,10 @@ def run_row(run_id: str, run: dict) -> tuple[dict, list[str]]:
             problems.append(str(exc))
     if not isinstance(row["name"], str) or not row["name"].strip():
         row["name"] = run_id
+    variant = status.get("variant")
     row.update({"run_id": run_id, "state": status.get("state"), "sweep": _text(status.get("sweep")) or None,
+                "variant": variant if isinstance(variant, str) and variant.strip() else row["name"],
+                "position": _count(status.get("position")),
                 "epoch": _count(status.get("epoch")) or 0,
                 "epochs": _count(status.get("epochs")) or row["epochs"],
                 "created_at": _text(status.get("created_at")), "started_at": _text(status.get("started_at")),
@@ -227,17 +231,34 @@ class RunStore:
             raise KeyError(f"no run {run_id!r} in {self.root}")
         return path
 
-    def new_run(self, spec: ScenarioSpec, sweep: str | None = None, owner: str | None = None) -> Path:
+    def new_run(self, spec: ScenarioSpec, sweep: str | None = None, owner: str | None = None,
+                variant: str | None = None, position: int | None = None) -> Path:
         """A queued run's folder. owner: the id of the runner that will start it (its heartbeat in
-        .runners/ keeps the run its own); a queued run whose owner stops beating shows interrupted."""
+        .runners/ keeps the run its own); a queued run whose owner stops beating shows interrupted.
+        variant: what the run is a repeat of (default its name: repeats with other seeds share it);
+        position: the variant's place in its sweep's plan, 0.. (None outside a sweep), which gives
+        the run its colour and its place in every table and legend."""
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+            raise ValueError(f"position must be a whole number >= 0 or None, got {position!r}")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{slug(spec.name)}-{uuid.uuid4().hex[:4]}"
         folder = self.root / run_id
         folder.mkdir(parents=True)
         write_json(folder / "scenario.json", spec.to_dict())
-        update_status(folder, state="queued", created_at=now_iso(), queued_at=now_iso(), sweep=sweep, epoch=0,
+        update_status(folder, state="queued", created_at=now_iso(), queued_at=now_iso(), sweep=sweep,
+                      variant=variant or spec.name, position=position, epoch=0,
                       epochs=spec.epochs, error=None, owner=owner, host=socket.gethostname())
         return folder
+
+    def unique_sweep_name(self, name: str) -> str:
+        """`name` if no run here belongs to a sweep of that name, else name-2, name-3, ...: a new
+        sweep never merges into an old one (its summary and verdicts would mix two experiments)."""
+        taken = set(self.list_runs()["sweep"].dropna())
+        candidate, number = name, 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name}-{number}"
+        return candidate
 
     def _live(self, status: dict) -> dict:
         """status.json as readers show it: a running run with a stale heartbeat, or a queued one
@@ -339,6 +360,7 @@ class RunStore:
                 problems.append((run_id, "; ".join(left_out)))
         self._forget(set(run_ids))
         frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+        frame["position"] = frame["position"].astype("Int64")     # whole numbers with gaps, not floats
         frame.attrs["skipped"] = skipped
         frame.attrs["problems"] = problems
         return frame

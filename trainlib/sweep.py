@@ -3,6 +3,7 @@
     grid(base, lr=[1e-2, 1e-3], dropout=[0.0, 0.2])          # 4 specs, the cartesian product
     variants(base, {"baseline": {}, "l2": {"weight_decay": 1e-5}})   # 2 specs, named by hand
     parse_variant("l2:weight_decay=1e-5")  -> ("l2", {"weight_decay": 1e-5})
+    repeat_seeds(specs, 3)                   # [(variant, spec)]: each spec with seeds s, s+1, s+2
 
 Every spec gets a name saying what differs from the base, and a tag naming the sweep.
 """
@@ -77,6 +78,27 @@ def variants(base: ScenarioSpec, named: Mapping[str, Mapping[str, Any]], sweep: 
     specs = [_with_changes(base, name or describe_changes(changes), changes, sweep) for name, changes in named.items()]
     check_unique_names(specs)
     return specs
+
+
+MAX_REPEATS = 100         # seeds per variant; a typo (1000) would queue a night of runs
+
+
+def repeat_seeds(specs: list[ScenarioSpec], repeats: int) -> list[tuple[str, ScenarioSpec]]:
+    """(variant, spec) pairs: each spec `repeats` times with the seeds spec.seed, spec.seed + 1, ...,
+    named 'dropout · seed 1', the repeats of one variant next to each other. With repeats == 1 the
+    specs as they are, each its own variant. Repeats tell a difference between variants from what
+    a change of seed alone does (the course's four runs differ by less than that)."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        raise SpecError("repeats", f"must be a whole number in 1..{MAX_REPEATS}, got {shown(repeats)}")
+    if repeats == 1:
+        return [(spec.name, spec) for spec in specs]
+    if len({spec.seed for spec in specs}) > 1:
+        raise SpecError("repeats", "conflicts with a seed axis: these scenarios already differ by seed; "
+                                   "vary the seed or repeat, not both")
+    pairs = [(spec.name, spec.replace(seed=seed, name=f"{spec.name} · seed {seed}"))
+             for spec in specs for seed in range(spec.seed, spec.seed + repeats)]
+    check_unique_names([spec for _, spec in pairs])
+    return pairs
 
 
 def check_unique_names(specs: list[ScenarioSpec]) -> None:

@@ -1,0 +1,126 @@
+"""Repeats over seeds: one row per variant, and a verdict per variant against the baseline.
+
+    runs = RunStore().list_runs()
+    table = variant_table(runs[runs["sweep"] == "reg"])     # mean ± std of test accuracy over seeds
+    for verdict in verdicts(runs[runs["sweep"] == "reg"]):
+        print(verdict.text, "-", verdict.test_name)        # 'dropout vs baseline: +0.4 points, within seed noise'
+
+A difference between two variants means something only when it is larger than what changing the
+seed alone does: the course's four regularization runs differ by less than that. The verdict comes
+from Welch's t-test over the seeds' test accuracies (trainlib.stats), and says "cannot tell" when a
+side has a single seed. Only finished runs with a test accuracy count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+
+import pandas as pd
+
+from .stats import welch_t_test
+
+ALPHA = 0.05              # two-sided significance level of the verdicts
+BASELINE = "baseline"     # the variant every other one is compared with, when there is one of that name
+TEST = "Welch's t-test over seeds"
+TABLE_COLUMNS = ["variant", "position", "runs", "finished", "n", "mean_test_acc", "std_test_acc", "min_test_acc",
+                 "max_test_acc", "test_accs", "seeds", "run_ids"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    variant: str
+    baseline: str
+    diff_points: float | None      # mean test accuracy minus the baseline's, in percentage points; None: no data
+    p_value: float | None          # two-sided, of TEST; None when a side has fewer than 2 seeds
+    text: str                      # 'dropout vs baseline: +0.4 points, within seed noise'
+    test_name: str                 # "Welch's t-test over seeds, p = 0.43 (two-sided, alpha 0.05)"
+
+
+def _with_variants(runs: pd.DataFrame) -> pd.DataFrame:
+    """runs with a variant in every row: a frame made before runs had one groups by name."""
+    if "variant" not in runs:
+        return runs.assign(variant=runs["name"])
+    return runs.assign(variant=runs["variant"].where(runs["variant"].notna(), runs["name"]))
+
+
+def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant of `runs` (list_runs() rows, usually one sweep's), in the sweep's order:
+    by position, then first appearance. Columns (TABLE_COLUMNS): variant, position (<NA> outside a
+    sweep), runs (all of the variant's), finished (state finished), n (finished with a test
+    accuracy: the runs counted), mean/std/min/max_test_acc over those n (fractions, as the engine
+    writes them; std is the sample std, NaN for n < 2), and lists over those n in run order:
+    test_accs, seeds (None for a seed a file does not hold) and run_ids."""
+    if runs.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    runs = _with_variants(runs)
+    test_acc = pd.to_numeric(runs["test_acc"], errors="coerce")
+    counted = (runs["state"] == "finished") & test_acc.notna()
+    rows = []
+    for first_seen, (variant, group) in enumerate(runs.groupby("variant", sort=False)):
+        done = group[counted.loc[group.index]]
+        accs = [float(acc) for acc in test_acc.loc[done.index]]
+        positions = group["position"].dropna() if "position" in group else []
+        seeds = done["seed"] if "seed" in done else pd.Series([None] * len(done), dtype=object)
+        rows.append({"variant": variant, "position": int(min(positions)) if len(positions) else pd.NA,
+                     "runs": len(group), "finished": int((group["state"] == "finished").sum()), "n": len(accs),
+                     "mean_test_acc": statistics.fmean(accs) if accs else math.nan,
+                     "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else math.nan,
+                     "min_test_acc": min(accs, default=math.nan), "max_test_acc": max(accs, default=math.nan),
+                     "test_accs": accs, "seeds": [int(seed) if pd.notna(seed) else None for seed in seeds],
+                     "run_ids": list(done["run_id"]), "_first_seen": first_seen})
+    table = pd.DataFrame(rows)
+    table["position"] = table["position"].astype("Int64")
+    table = table.sort_values(["position", "_first_seen"], na_position="last", kind="stable")
+    return table.reset_index(drop=True)[TABLE_COLUMNS]
+
+
+def baseline_variant(table: pd.DataFrame) -> str:
+    """The variant named 'baseline', else the table's first. ValueError for an empty table."""
+    if table.empty:
+        raise ValueError("no variants: nothing to compare with")
+    names = list(table["variant"])
+    return BASELINE if BASELINE in names else names[0]
+
+
+def format_p(p: float) -> str:
+    """'p = 0.43', 'p < 0.001'; a p that would round onto ALPHA keeps its digits ('p = 0.0496')."""
+    if p < 0.001:
+        return "p < 0.001"
+    text = f"{p:.2g}"
+    return f"p = {p:.4f}" if float(text) == ALPHA and p != ALPHA else f"p = {text}"
+
+
+def format_points(diff: float) -> str:
+    """'+0.4', '-2.1', '+0.0' (not '-0.0'): percentage points, one decimal, the sign always shown."""
+    rounded = round(diff, 1)
+    return f"{rounded if rounded != 0 else 0.0:+.1f}"
+
+
+def compare(variant: str, accs: list[float], baseline: str, base_accs: list[float]) -> Verdict:
+    """The verdict of one variant's test accuracies (fractions, one per seed) against the baseline's."""
+    head = f"{variant} vs {baseline}:"
+    if not accs or not base_accs:
+        who = variant if not accs else baseline
+        return Verdict(variant, baseline, None, None, f"{head} no finished run of {who} yet",
+                       f"{TEST}: needs finished runs on both sides")
+    diff = (sum(accs) / len(accs) - sum(base_accs) / len(base_accs)) * 100
+    points = f"{head} {format_points(diff)} points"
+    if len(accs) < 2 or len(base_accs) < 2:
+        return Verdict(variant, baseline, diff, None, f"{points}, one seed: cannot tell",
+                       f"{TEST}: needs 2 or more seeds on each side (--repeats 3 gives 3)")
+    _, _, p = welch_t_test(accs, base_accs)
+    noise = "larger than seed noise" if p < ALPHA else "within seed noise"
+    return Verdict(variant, baseline, diff, p, f"{points}, {noise}",
+                   f"{TEST}, {format_p(p)} (two-sided, alpha {ALPHA:g})")
+
+
+def verdicts(runs: pd.DataFrame) -> list[Verdict]:
+    """One verdict per variant other than the baseline, in variant_table's order."""
+    table = variant_table(runs)
+    if table.empty:
+        return []
+    baseline = baseline_variant(table)
+    accs = dict(zip(table["variant"], table["test_accs"]))
+    return [compare(variant, accs[variant], baseline, accs[baseline])
+            for variant in table["variant"] if variant != baseline]
