@@ -3,7 +3,8 @@
     runs = store.list_runs()
     chosen = filter_runs(runs, sweeps=[most_recent_sweep(runs)])
     differing_params(chosen)                  # ['dropout', 'weight_decay']: what the comparison is about
-    comparison_table(chosen, store.load_metrics(list(chosen["run_id"])))   # one row per run
+    chosen = in_run_order(chosen)             # by sweep (oldest first), position, seed: the order of every chart
+    comparison_table(chosen, store.load_metrics(list(chosen["run_id"])))   # one row per run, best test acc first
 
 `runs` frames are RunStore.list_runs() rows (spec fields as columns, tuples joined by ',');
 `metrics` frames are RunStore.load_metrics() long tables (run_id, name, epoch, train_loss, ...).
@@ -26,7 +27,7 @@ RESULT_COLUMNS = ["final_train_loss", "final_val_loss", "final_train_acc", "fina
 
 def _plain(value: Any) -> Any:
     """One comparable form per value: missing values (None, NaN) are all the same."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()          # numpy scalars
@@ -93,29 +94,84 @@ def run_results(metrics: pd.DataFrame, run_id: str) -> dict[str, Any]:
             "seconds": float(pd.to_numeric(frame["seconds"], errors="coerce").sum())}
 
 
+def _numeric_or_same(column: pd.Series) -> pd.Series:
+    """A column of numbers (bools excepted) as a numeric dtype, so that it sorts as numbers (16, 64, 256,
+    not 16, 256, 64): whole numbers as Int64, others as float. Anything else is returned unchanged."""
+    present = [v for v in column if _plain(v) is not None]
+    if not present or any(isinstance(_plain(v), (bool, str)) for v in present):
+        return column
+    numbers = pd.to_numeric(column, errors="coerce").astype(float)
+    if all(float(v).is_integer() for v in numbers.dropna()):
+        return numbers.astype("Int64")
+    return numbers
+
+
 def comparison_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per run, in the runs' order: run_id, name, state, the differing params, final train/val
-    loss and accuracy, best validation loss and its epoch, test accuracy, epochs done, seconds.
+    """One row per run, the best test accuracy first (runs without one last, ties in the runs' order):
+    run_id, name, variant (when the runs have one), state, the differing params (numbers as a numeric
+    dtype), final train/val loss and accuracy, best validation loss and its epoch, test accuracy,
+    epochs done, seconds.
 
     Accuracies stay fractions in [0, 1] like the engine's; the page formats them as percent.
     """
     params = differing_params(runs)
+    has_variant = "variant" in runs.columns
     rows = []
     for _, run in runs.iterrows():
         row = {"run_id": run["run_id"], "name": run.get("name", run["run_id"]), "state": run.get("state")}
+        if has_variant:
+            variant = run["variant"]
+            row["variant"] = variant if isinstance(variant, str) and variant else row["name"]
         for param in params:
             row[param] = run[param]
         row.update(run_results(metrics, run["run_id"]))
         test_acc = pd.to_numeric(run.get("test_acc"), errors="coerce")
         row["test_acc"] = None if pd.isna(test_acc) else float(test_acc)
         rows.append(row)
-    columns = ["run_id", "name", "state", *params, *RESULT_COLUMNS]
+    columns = ["run_id", "name", *(["variant"] if has_variant else []), "state", *params, *RESULT_COLUMNS]
     table = pd.DataFrame(rows, columns=columns)
     for column in RESULT_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce")
+    for param in params:
+        table[param] = _numeric_or_same(table[param])
     table["best_epoch"] = table["best_epoch"].astype("Int64")
     table["epochs_done"] = table["epochs_done"].astype("Int64")
-    return table
+    # mergesort is stable: equal accuracies (and the runs without one) keep the runs' order.
+    return table.sort_values("test_acc", ascending=False, na_position="last", kind="mergesort").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- one order
+def _numbers(runs: pd.DataFrame, column: str) -> pd.Series:
+    """A column as floats, missing (absent, None, <NA>, not a number) as +inf: sorts last."""
+    if column not in runs.columns:
+        return pd.Series(math.inf, index=runs.index)
+    return pd.to_numeric(runs[column], errors="coerce").astype(float).fillna(math.inf)
+
+
+def run_order(runs: pd.DataFrame) -> list[str]:
+    """Run ids in the one order every page and chart uses: by sweep, the oldest sweep first (its first
+    run id; ids begin with their creation time), then the variant's position in its sweep (the order
+    the sweep was planned in), then seed, then run id. A run outside any sweep is a group of its own,
+    placed by its own id; runs without a position (old ones) follow the positioned ones of their sweep.
+    Numbers sort as numbers, so a batch-size sweep reads bs=16, 64, 256."""
+    if runs.empty:
+        return []
+    frame = runs.reset_index(drop=True)
+    ids = frame["run_id"].astype(str)
+    sweep = frame["sweep"] if "sweep" in frame.columns else pd.Series(None, index=frame.index)
+    named = sweep.map(lambda s: isinstance(s, str) and bool(s))
+    group = ids.where(~named, "sweep:" + sweep.astype(str))
+    key = pd.DataFrame({"age": ids.groupby(group).transform("min"), "group": group,
+                        "position": _numbers(frame, "position"), "seed": _numbers(frame, "seed"), "run_id": ids})
+    key = key.sort_values(["age", "group", "position", "seed", "run_id"], kind="mergesort")
+    return list(dict.fromkeys(key["run_id"]))
+
+
+def in_run_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs frame reordered by run_order() (a copy, index 0..n-1)."""
+    if runs.empty:
+        return runs.reset_index(drop=True)
+    return select(runs, run_order(runs))
 
 
 # ----------------------------------------------------------------------------- choosing runs
@@ -171,6 +227,6 @@ def default_run_ids(runs: pd.DataFrame, fallback: int = 4) -> list[str]:
 
 
 def select(runs: pd.DataFrame, run_ids: Iterable[str]) -> pd.DataFrame:
-    """The rows of run_ids, in the order given (which is the colour order)."""
+    """The rows of run_ids, in the order given."""
     order = [run_id for run_id in run_ids if run_id in set(runs["run_id"])]
     return runs.set_index("run_id", drop=False).loc[order].reset_index(drop=True)

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from dashboard import figures, tables
+
+V = figures.values      # a trace's x or y as a list (the hot charts write typed arrays)
 from trainlib.spec import ScenarioSpec
 
 
@@ -66,8 +68,8 @@ def test_overlay_has_train_and_dashed_val_per_run_in_one_colour(three_runs):
         assert train.line.width == val.line.width == figures.LINE_WIDTH
         assert train.legendgroup == val.legendgroup == run_id     # one legend click hides both
     train, val = traces_of(fig, "name-r1")
-    assert list(train.x) == [1, 2, 3]
-    assert list(train.y) == [1.0, 0.6, 0.4] and list(val.y) == [1.1, 0.8, 0.9]
+    assert V(train.x) == [1, 2, 3]
+    assert V(train.y) == [1.0, 0.6, 0.4] and V(val.y) == [1.1, 0.8, 0.9]
     assert len(set(colors.values())) == 3
     assert fig.layout.font.size == figures.FONT_SIZE
 
@@ -75,8 +77,8 @@ def test_overlay_has_train_and_dashed_val_per_run_in_one_colour(three_runs):
 def test_overlay_accuracy_is_in_percent(three_runs):
     fig = figures.curves_overlay(three_runs, "acc", "epoch")
     train, val = traces_of(fig, "name-r2")
-    assert list(train.y) == pytest.approx([55.0, 65.0])
-    assert list(val.y) == pytest.approx([50.0, 60.0])
+    assert V(train.y) == pytest.approx([55.0, 65.0])
+    assert V(val.y) == pytest.approx([50.0, 60.0])
     assert "%" in fig.layout.yaxis.title.text
 
 
@@ -85,7 +87,7 @@ def test_wall_time_x_is_cumulative_seconds(three_runs):
     expected = {"r1": [2.0, 3.5, 4.5], "r2": [3.0, 6.5], "r3": [0.5, 0.75, 1.0]}
     for run_id, cumulative in expected.items():
         for trace in traces_of(fig, f"name-{run_id}"):
-            assert list(trace.x) == pytest.approx(cumulative)
+            assert V(trace.x) == pytest.approx(cumulative)
     assert "wall time" in fig.layout.xaxis.title.text
 
 
@@ -93,8 +95,8 @@ def test_wall_time_follows_epoch_order_even_when_rows_are_shuffled(three_runs):
     shuffled = three_runs.sample(frac=1.0, random_state=3)
     fig = figures.curves_overlay(shuffled, "loss", "wall", figures.run_colors(["r1", "r2", "r3"]))
     train, _ = traces_of(fig, "name-r1")
-    assert list(train.x) == pytest.approx([2.0, 3.5, 4.5])
-    assert list(train.y) == [1.0, 0.6, 0.4]
+    assert V(train.x) == pytest.approx([2.0, 3.5, 4.5])
+    assert V(train.y) == [1.0, 0.6, 0.4]
 
 
 def test_colours_follow_the_mapping_in_every_chart(three_runs):
@@ -124,22 +126,22 @@ def test_small_multiples_one_panel_per_run_with_shared_axes(three_runs):
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["name-r1", "name-r2", "name-r3"]
     assert len(fig.data) == 3 * 2 + 2
-    axes = {t.xaxis for t in fig.data if t.x is not None and t.x[0] is not None}
+    axes = {t.xaxis for t in fig.data if V(t.x) != [None]}
     assert axes == {"x", "x2", "x3"}
     for letter in ("x", "y"):       # every panel's axis matches one and the same axis
         axes = [(name, fig.layout[name]) for name in fig.layout if name.startswith(f"{letter}axis")]
-        assert len(axes) == 4
+        assert len(axes) == 3
         assert len({axis.matches or name.replace("axis", "") for name, axis in axes}) == 1
     r2_train, r2_val = traces_of(fig, "name-r2")
     assert r2_train.line.dash == "solid" and r2_val.line.dash == "dash"
-    assert list(r2_val.y) == [0.95, 0.75]
+    assert V(r2_val.y) == [0.95, 0.75]
 
 
 def test_overfitting_gap_is_val_minus_train(three_runs):
     fig = figures.overfitting_gap(three_runs)
     assert len(fig.data) == 3
     (r1,) = traces_of(fig, "name-r1")
-    assert list(r1.y) == pytest.approx([0.1, 0.2, 0.5])
+    assert V(r1.y) == pytest.approx([0.1, 0.2, 0.5])
 
 
 def test_regression_runs_have_no_accuracy_curves():
@@ -171,15 +173,18 @@ def test_chart_config_exports_png_at_twice_the_size():
 
 
 # ----------------------------------------------------------------------------- results
-def test_test_accuracy_bars_in_percent_labelled_and_only_finished_runs():
+def test_test_accuracy_dots_in_percent_labelled_zoomed_and_only_finished_runs():
     runs = runs_frame({"a": ScenarioSpec(name="base"), "b": ScenarioSpec(name="l2"), "c": ScenarioSpec(name="wip")},
                       test_acc={"a": 0.9769, "b": 0.9773, "c": None}, state={"c": "running"})
-    fig = figures.test_accuracy_bars(runs)
-    (bars,) = fig.data
-    assert list(bars.x) == ["base", "l2"]
-    assert list(bars.y) == pytest.approx([97.69, 97.73])
-    assert list(bars.text) == ["97.69 %", "97.73 %"]
-    assert fig.layout.yaxis.range[0] == 0        # bars start at zero
+    fig = figures.accuracy_dots(runs)
+    dots, best = fig.data
+    assert V(dots.y) == ["base", "l2"]
+    assert V(dots.x) == pytest.approx([97.69, 97.73])
+    assert [t.strip() for t in dots.text] == ["97.69 %", "97.73 %"]
+    low, high = fig.layout.xaxis.range
+    assert 96 < low < 97.69 and 97.73 < high < 99.5          # zoomed: 0.04 points apart must show
+    assert list(fig.layout.yaxis.categoryarray) == ["base", "l2"]    # the runs' order, first on top
+    assert fig.layout.yaxis.autorange == "reversed"
 
 
 def test_parallel_coordinates_encodes_numbers_categories_and_log_scales():
@@ -192,7 +197,7 @@ def test_parallel_coordinates_encodes_numbers_categories_and_log_scales():
     fig = figures.parallel_coordinates(runs, ["lr", "optimizer", "batchnorm"])
     (trace,) = fig.data
     dims = {d.label: d for d in trace.dimensions}
-    assert list(dims) == ["lr (log)", "optimizer", "batchnorm", "test acc (%)"]
+    assert list(dims) == ["run", "lr (log)", "optimizer", "batchnorm", "test acc (%)"]
     assert list(dims["lr (log)"].values) == pytest.approx([-3, -2, -1])          # run d has no test accuracy
     assert list(dims["lr (log)"].ticktext) == ["0.001", "0.01", "0.1"]
     assert list(dims["optimizer"].ticktext) == ["adam", "sgd"] and list(dims["optimizer"].values) == [0, 1, 0]
@@ -205,7 +210,7 @@ def test_confusion_matrix_figure_shows_counts_true_down_predicted_across():
     fig = figures.confusion_matrix_figure(matrix)
     (heat,) = fig.data
     assert np.asarray(heat.z).tolist() == [[5, 1], [2, 7]]
-    assert list(heat.x) == ["cat", "dog"] and list(heat.y) == ["cat", "dog"]
+    assert V(heat.x) == ["cat", "dog"] and V(heat.y) == ["cat", "dog"]
     assert fig.layout.xaxis.title.text == "predicted class" and fig.layout.yaxis.autorange == "reversed"
 
 
@@ -246,7 +251,7 @@ def test_comparison_table_one_row_per_run_with_final_and_best_values(three_runs)
                        "r3": ScenarioSpec(name="name-r3")},
                       test_acc={"r1": 0.81, "r2": None, "r3": 0.55}, state={"r2": "running"})
     table = tables.comparison_table(runs, three_runs)
-    assert list(table["run_id"]) == ["r1", "r2", "r3"]
+    assert list(table["run_id"]) == ["r1", "r3", "r2"]       # best test accuracy first, none last
     assert "dropout" in table.columns and "lr" not in table.columns
     r1 = table.set_index("run_id").loc["r1"]
     assert r1["final_train_loss"] == 0.4 and r1["final_val_loss"] == 0.9
@@ -294,3 +299,287 @@ def test_unique_names_tell_runs_with_the_same_name_apart():
 def test_select_keeps_the_given_order():
     runs = runs_frame({"a": ScenarioSpec(name="a"), "b": ScenarioSpec(name="b"), "c": ScenarioSpec(name="c")})
     assert list(tables.select(runs, ["c", "a", "gone"])["run_id"]) == ["c", "a"]
+
+
+# ----------------------------------------------------------------------------- issue 9: one colour, one order
+def sweep_runs(rows: list[tuple]) -> pd.DataFrame:
+    """(run_id, sweep, variant, position, seed[, test_acc]) rows like RunStore.list_runs()'s columns."""
+    frame = pd.DataFrame([dict(run_id=r[0], sweep=r[1], variant=r[2], name=r[2] if r[4] is None else f"{r[2]} · seed {r[4]}",
+                               position=r[3], seed=r[4] if r[4] is not None else 0,
+                               test_acc=r[5] if len(r) > 5 else None, state="finished") for r in rows])
+    frame["position"] = frame["position"].astype("Int64")
+    return frame
+
+
+@pytest.fixture
+def repeats() -> pd.DataFrame:
+    """Sweep 'reg' (older) with baseline x2 seeds, dropout x2, l2 x1; sweep 'lr' (newer) with 2 variants."""
+    return sweep_runs([
+        ("20250101-000000-b0", "reg", "baseline", 0, 0, 0.80), ("20250101-000001-b1", "reg", "baseline", 0, 1, 0.81),
+        ("20250101-000002-d0", "reg", "dropout", 1, 0, 0.83), ("20250101-000003-d1", "reg", "dropout", 1, 1, 0.84),
+        ("20250101-000004-l0", "reg", "l2", 2, 0, 0.79),
+        ("20250102-000000-a", "lr", "lr=0.001", 0, 0, 0.70), ("20250102-000001-b", "lr", "lr=0.1", 1, 0, 0.10),
+    ])
+
+
+def test_run_colors_by_position_shared_by_repeats_and_stable_when_the_selection_changes(repeats):
+    reg = repeats[repeats["sweep"] == "reg"]
+    colors = figures.run_colors(reg)                       # the Runs page: the sweep's group
+    assert colors["20250101-000000-b0"] == colors["20250101-000001-b1"] == figures.PALETTE[0]
+    assert colors["20250101-000002-d0"] == colors["20250101-000003-d1"] == figures.PALETTE[1]
+    assert colors["20250101-000004-l0"] == figures.PALETTE[2]
+    # Compare with two of the three variants, in another row order: the same colours.
+    subset = reg[reg["variant"].isin(["l2", "dropout"])].iloc[::-1]
+    assert figures.run_colors(subset) == {r: colors[r] for r in subset["run_id"]}
+    # Run detail with one run: the same colour as on the other pages.
+    one = reg[reg["run_id"] == "20250101-000004-l0"]
+    assert figures.run_colors(one) == {"20250101-000004-l0": figures.PALETTE[2]}
+
+
+def test_run_colors_of_two_sweeps_offset_the_newer_sweep(repeats):
+    colors = figures.run_colors(repeats.iloc[::-1])        # frame order does not matter; sweep age does
+    assert colors["20250101-000000-b0"] == figures.PALETTE[0]          # 'reg' is older: positions 0-2
+    assert colors["20250102-000000-a"] == figures.PALETTE[3]           # 'lr' follows: 3 + position
+    assert colors["20250102-000001-b"] == figures.PALETTE[4]
+    assert figures.run_colors(repeats[repeats["sweep"] == "lr"])["20250102-000000-a"] == figures.PALETTE[0]
+
+
+def test_run_colors_without_positions_come_from_the_run_id_and_old_frames_work():
+    import zlib         # crc32, not hash(): the same colour in every server process
+    old = pd.DataFrame({"run_id": ["20240101-000000-x", "20240101-000001-y"], "name": ["x", "y"]})
+    colors = figures.run_colors(old)                          # no sweep, variant or position columns
+    for run_id, color in colors.items():
+        assert color == figures.PALETTE[zlib.crc32(run_id.encode()) % len(figures.PALETTE)]
+    assert figures.run_colors(old.iloc[::-1]) == colors
+    mixed = sweep_runs([("s-1", "s", "a", 0, 0), ("single", None, "single", None, None)])
+    assert figures.run_colors(mixed)["s-1"] == figures.PALETTE[0]
+    assert figures.run_colors(mixed)["single"] == figures.run_colors(mixed.iloc[1:])["single"]
+
+
+def test_run_order_sweep_oldest_first_then_position_seed_and_run_id(repeats):
+    shuffled = repeats.sample(frac=1.0, random_state=1)
+    assert tables.run_order(shuffled) == list(repeats["run_id"])
+    ten = sweep_runs([(f"20250101-{i:06d}", "s", f"v{i}", 10 - i, 0) for i in range(11)])
+    assert tables.run_order(ten)[:3] == ["20250101-000010", "20250101-000009", "20250101-000008"]  # 0, 1, 2: numbers
+    seeds = sweep_runs([("r-a", "s", "v", 0, 10), ("r-b", "s", "v", 0, 9), ("r-c", "s", "v", 0, 100)])
+    assert tables.run_order(seeds) == ["r-b", "r-a", "r-c"]
+    old = pd.DataFrame({"run_id": ["2", "1"], "sweep": [None, None]})
+    assert tables.run_order(old) == ["1", "2"]
+    assert list(tables.in_run_order(shuffled)["run_id"]) == list(repeats["run_id"])
+
+
+def test_numbers_sort_as_numbers_in_the_table_and_in_categories():
+    base = ScenarioSpec(epochs=2)
+    runs = runs_frame({"a": base.replace(name="bs=16", batch_size=16), "b": base.replace(name="bs=256", batch_size=256),
+                       "c": base.replace(name="bs=64", batch_size=64)}, test_acc={"a": 0.8, "b": 0.8, "c": 0.8})
+    runs["batch_size"] = runs["batch_size"].astype(object)           # as a frame of mixed rows holds them
+    table = tables.comparison_table(runs, pd.DataFrame(columns=["run_id", "epoch", "train_loss", "val_loss",
+                                                                "train_acc", "val_acc", "seconds"]))
+    assert pd.api.types.is_integer_dtype(table["batch_size"])
+    assert list(table.sort_values("batch_size")["name"]) == ["bs=16", "bs=64", "bs=256"]
+    assert figures._dimension("hidden", pd.Series(["256", "16,16", "64", None]))["ticktext"] == \
+        ["16,16", "64", "256", "none"]
+
+
+# ----------------------------------------------------------------------------- readable ranges
+def lr_sweep() -> pd.DataFrame:
+    """Three sane runs starting near 0.3-0.5 and one (lr=0.1) that starts at 22.8 and stays high."""
+    return metrics_frame({
+        "lr1": {"train_loss": [0.50, 0.20, 0.10, 0.05], "val_loss": [0.40, 0.25, 0.15, 0.12]},
+        "lr2": {"train_loss": [0.30, 0.15, 0.08, 0.04], "val_loss": [0.35, 0.20, 0.12, 0.10]},
+        "lr3": {"train_loss": [0.45, 0.30, 0.20, 0.10], "val_loss": [0.40, 0.30, 0.25, 0.20]},
+        "big": {"train_loss": [22.8, 9.0, 4.0, 2.3], "val_loss": [15.0, 6.0, 2.5, 2.3]},
+    }).replace({"name-big": "lr=0.1"})
+
+
+def test_divergent_curve_is_clipped_at_the_ceiling_and_said_so():
+    metrics = lr_sweep()
+    ceiling = figures.clip_ceiling(metrics)
+    assert ceiling == pytest.approx(3 * 0.50)             # 3 x the largest first-epoch loss of the ordinary runs
+    fig = figures.curves_overlay(metrics, "loss", "epoch", log_y=False)
+    big_train = [t for t in fig.data if t.name == "lr=0.1"][0]
+    assert V(big_train.y) == pytest.approx([ceiling] * 4)     # 22.8, 9, 4, 2.3 drawn at 1.5
+    (mark,) = [t for t in fig.data if t.name and "clipped" in t.name]
+    assert mark.name == "lr=0.1: clipped, diverged up to 22.8"
+    assert mark.marker.symbol == figures.CLIP_SYMBOL and mark.legendgroup == "big"
+    assert sorted(row[1] for row in mark.customdata) == sorted([22.8, 9.0, 4.0, 2.3, 15.0, 6.0, 2.5, 2.3])
+    sane = [t for t in fig.data if t.name == "name-lr1"][0]
+    assert V(sane.y) == [0.50, 0.20, 0.10, 0.05]            # untouched
+    assert "clipped above 1.5" in fig.layout.annotations[0].text
+
+
+def test_nothing_is_clipped_without_a_divergent_run(three_runs):
+    assert figures.clip_ceiling(three_runs) is None
+    fig = figures.curves_overlay(three_runs)
+    assert not [t for t in fig.data if t.name and "clipped" in t.name] and not fig.layout.shapes
+
+
+def test_two_runs_the_higher_one_is_the_divergent_one():
+    metrics = metrics_frame({"ok": {"train_loss": [0.3, 0.2], "val_loss": [0.3, 0.2]},
+                             "bad": {"train_loss": [22.8, 30.0], "val_loss": [25.0, float("inf")]}})
+    assert figures.clip_ceiling(metrics) == pytest.approx(0.9)
+    fig = figures.curves_overlay(metrics, log_y=False)
+    assert max(V([t for t in fig.data if t.name == "name-bad (validation)"][0].y)) == pytest.approx(0.9)
+
+
+def test_log_scale_by_default_when_losses_span_more_than_two_decades():
+    wide = metrics_frame({"a": {"train_loss": [10.0, 1.0, 0.1, 0.005], "val_loss": [10.0, 1.0, 0.2, 0.01]}})
+    assert figures.loss_span_decades(wide) == pytest.approx(np.log10(10 / 0.005))
+    assert figures.curves_overlay(wide).layout.yaxis.type == "log"
+    assert "log" in figures.curves_overlay(wide).layout.yaxis.title.text
+    assert figures.curves_overlay(wide, log_y=False).layout.yaxis.type is None
+    assert figures.curves_small_multiples(wide).layout.yaxis.type == "log"
+    narrow = metrics_frame({"a": {"train_loss": [1.0, 0.5, 0.1], "val_loss": [1.0, 0.5, 0.2]}})
+    assert figures.loss_span_decades(narrow) < figures.LOG_DECADES
+    assert figures.curves_overlay(narrow).layout.yaxis.type is None
+    assert figures.curves_overlay(narrow, log_y=True).layout.yaxis.type == "log"
+    accuracy = metrics_frame({"a": {"train_loss": [1.0, 0.001], "val_loss": [1.0, 0.001],
+                                    "train_acc": [0.001, 0.9], "val_acc": [0.001, 0.9]}})
+    assert figures.curves_overlay(accuracy, "acc", log_y=True).layout.yaxis.type is None    # never log
+
+
+def test_small_multiples_and_gap_clip_the_divergent_run():
+    metrics = lr_sweep()
+    panels = figures.curves_small_multiples(metrics, log_y=False)
+    big = [t for t in panels.data if t.name == "lr=0.1 (train)"][0]
+    assert max(V(big.y)) == pytest.approx(1.5)
+    assert [t for t in panels.data if t.marker.symbol == figures.CLIP_SYMBOL]
+    gap = figures.overfitting_gap(metrics)
+    sane_peak = max(abs(v) for t in gap.data if t.name.startswith("name-lr") for v in V(t.y))
+    big_line = [t for t in gap.data if t.name == "lr=0.1"][0]
+    assert max(abs(v) for v in V(big_line.y)) <= 1.5 * sane_peak + 1e-9
+    (mark,) = [t for t in gap.data if "clipped" in t.name]
+    assert list(mark.customdata) == pytest.approx([15.0 - 22.8, 6.0 - 9.0, 2.5 - 4.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- the winner is obvious
+def test_best_run_is_starred_and_named_in_the_title():
+    runs = runs_frame({"a": ScenarioSpec(name="baseline"), "b": ScenarioSpec(name="l2"),
+                       "c": ScenarioSpec(name="dropout"), "d": ScenarioSpec(name="batchnorm")},
+                      test_acc={"a": 0.807, "b": 0.816, "c": 0.822, "d": 0.777})
+    fig = figures.accuracy_dots(runs)
+    assert fig.layout.title.text == "Test accuracy · best: dropout, 82.20 %"
+    best = [t for t in fig.data if t.name == "best"][0]
+    assert V(best.y) == ["dropout"] and V(best.x) == pytest.approx([82.2])
+    assert list(fig.layout.yaxis.categoryarray) == ["baseline", "l2", "dropout", "batchnorm"]
+    assert fig.layout.xaxis.range[0] > 70
+
+
+def test_repeats_give_one_row_per_variant_with_seeds_mean_and_whisker(repeats):
+    reg = repeats[repeats["sweep"] == "reg"]
+    fig = figures.accuracy_dots(reg, figures.run_colors(reg))
+    assert list(fig.layout.yaxis.categoryarray) == ["baseline", "dropout", "l2"]
+    seeds = fig.data[0]
+    assert V(seeds.y) == ["baseline", "baseline", "dropout", "dropout", "l2"]
+    assert V(seeds.x) == pytest.approx([80, 81, 83, 84, 79])
+    dropout = [t for t in fig.data if t.name == "dropout mean"][0]
+    assert V(dropout.x) == pytest.approx([83.5])
+    assert dropout.error_x.array[0] == pytest.approx(0.5) and dropout.error_x.arrayminus[0] == pytest.approx(0.5)
+    assert dropout.marker.color == figures.PALETTE[1]
+    assert fig.layout.title.text == "Test accuracy · best: dropout, mean 83.50 % over 2 seeds"
+
+
+def test_comparison_table_sorted_by_test_accuracy_best_first(repeats, three_runs):
+    table = tables.comparison_table(repeats.assign(test_acc=[0.8, None, 0.9, 0.85, 0.8, None, 0.7]), three_runs)
+    assert list(table["test_acc"].head(5)) == [0.9, 0.85, 0.8, 0.8, 0.7]
+    assert list(table["run_id"][2:4]) == ["20250101-000000-b0", "20250101-000004-l0"]     # ties keep the order
+    assert table["test_acc"].tail(2).isna().all()
+    assert "variant" in table.columns
+
+
+def test_parallel_coordinates_first_axis_names_the_runs():
+    base = ScenarioSpec(epochs=2)
+    runs = runs_frame({"a": base.replace(name="bs=16", batch_size=16), "b": base.replace(name="bs=64", batch_size=64),
+                       "c": base.replace(name="bs=256", batch_size=256)}, test_acc={"a": 0.8, "b": 0.85, "c": 0.7})
+    (trace,) = figures.parallel_coordinates(runs, ["batch_size"]).data
+    run_axis = trace.dimensions[0]
+    assert run_axis.label == "run"
+    by_value = dict(zip(run_axis.tickvals, run_axis.ticktext))
+    assert [by_value[v] for v in run_axis.values] == ["bs=16", "bs=64", "bs=256"]    # each line is its run
+    assert run_axis.values[0] > run_axis.values[-1]              # the first run at the top
+
+
+# ----------------------------------------------------------------------------- noise as noise
+def seeds_metrics() -> pd.DataFrame:
+    return metrics_frame({
+        "20250101-000000-b0": {"train_loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]},
+        "20250101-000001-b1": {"train_loss": [0.8, 0.5, 0.2], "val_loss": [0.9, 0.6, 0.5]},
+        "20250101-000002-d0": {"train_loss": [1.2, 0.7], "val_loss": [1.0, 0.9]},
+        "20250101-000003-d1": {"train_loss": [1.0, 0.9, 0.6], "val_loss": [1.2, 0.7, 0.6]},
+        "20250101-000004-l0": {"train_loss": [0.9, 0.7, 0.5], "val_loss": [1.0, 0.8, 0.7]},
+    })
+
+
+def test_grouped_curves_mean_line_and_min_max_band_per_variant(repeats):
+    reg = repeats[repeats["sweep"] == "reg"]
+    colors = figures.run_colors(reg)
+    fig = figures.curves_grouped(seeds_metrics(), reg, "loss", colors=colors, band="minmax", log_y=False)
+    named = {t.name: t for t in fig.data}
+    assert V(named["baseline (train, low)"].y) == pytest.approx([0.8, 0.5, 0.2])     # min of the seeds
+    assert V(named["baseline (train, high)"].y) == pytest.approx([1.0, 0.6, 0.4])    # max of the seeds
+    assert named["baseline (train, high)"].fill == "tonexty"
+    assert named["baseline (train, high)"].fillcolor == "rgba(0,114,178,0.18)"        # the variant's colour
+    mean = named["baseline (2 seeds)"]
+    assert V(mean.y) == pytest.approx([0.9, 0.55, 0.3]) and mean.line.dash == "solid"
+    assert mean.line.color == colors["20250101-000000-b0"]
+    assert named["baseline (2 seeds) (validation)"].line.dash == "dash"
+    # dropout: seed 0 has two epochs only; epoch 3 is seed 1's value alone.
+    assert V(named["dropout (2 seeds)"].y) == pytest.approx([1.1, 0.8, 0.6])
+    assert V(named["dropout (train, low)"].y) == pytest.approx([1.0, 0.7, 0.6])
+    # A variant with one run: its own line, no band.
+    assert V(named["l2"].y) == [0.9, 0.7, 0.5] and "l2 (train, low)" not in named
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert legend == ["baseline (2 seeds)", "dropout (2 seeds)", "l2", "train (solid)", "validation (dashed)"]
+
+
+def test_grouped_curves_std_band_and_fallback_to_names(repeats):
+    reg = repeats[repeats["sweep"] == "reg"]
+    fig = figures.curves_grouped(seeds_metrics(), reg, band="std", log_y=False)
+    named = {t.name: t for t in fig.data}
+    std = np.std([1.0, 0.8], ddof=1)
+    assert V(named["baseline (train, low)"].y)[0] == pytest.approx(0.9 - std)
+    assert V(named["baseline (train, high)"].y)[0] == pytest.approx(0.9 + std)
+    no_variant = reg.drop(columns=["variant"])          # an old frame: each run is its own variant
+    fig = figures.curves_grouped(seeds_metrics(), no_variant, log_y=False)
+    assert not [t for t in fig.data if t.name and t.name.endswith("low)")]
+    with pytest.raises(ValueError, match="band"):
+        figures.curves_grouped(seeds_metrics(), reg, band="iqr")
+
+
+# ----------------------------------------------------------------------------- live curves
+def test_live_figure_train_and_validation_in_run_order_and_colours(repeats):
+    from dashboard.live_figures import live_figure
+    reg = repeats[repeats["sweep"] == "reg"]
+    colors = figures.run_colors(reg)
+    metrics = seeds_metrics().iloc[::-1]                     # rows in any order
+    fig = live_figure(metrics, reg, colors)
+    lines = [t for t in fig.data if t.mode and t.mode.startswith("lines") and t.legendgroup != "line styles"]
+    assert [t.legendgroup for t in lines[::2]] == list(reg["run_id"])
+    for train, val in zip(lines[::2], lines[1::2]):
+        assert train.line.dash == "solid" and val.line.dash == "dash"
+        assert train.line.color == val.line.color == colors[train.legendgroup]
+    assert fig.layout.font.size == figures.FONT_SIZE
+
+
+def test_live_figure_stars_the_best_epoch_and_marks_an_early_stop(repeats):
+    from dashboard.live_figures import live_figure
+    runs = repeats[repeats["sweep"] == "reg"].assign(epochs=3)
+    runs.loc[runs["run_id"] == "20250101-000002-d0", "state"] = "finished"      # 2 of 3 epochs: stopped early
+    runs.loc[runs["run_id"] == "20250101-000001-b1", "state"] = "running"
+    metrics = seeds_metrics()
+    metrics.loc[(metrics["run_id"] == "20250101-000000-b0") & (metrics["epoch"] == 2), "val_loss"] = 0.3
+    fig = live_figure(metrics, runs)
+    stars = {t.legendgroup: t for t in fig.data if t.marker.symbol == "star"}
+    assert V(stars["20250101-000000-b0"].x) == [2] and V(stars["20250101-000000-b0"].y) == [0.3]
+    assert "best epoch 2" in stars["20250101-000000-b0"].hovertemplate
+    assert V(stars["20250101-000003-d1"].x) == [3]
+    (stop,) = [t for t in fig.data if t.text and "early stop" in t.text[0]]
+    assert stop.legendgroup == "20250101-000002-d0" and V(stop.x) == [2]
+    assert stop.text[0] == "early stop at epoch 2"
+
+
+def test_live_figure_without_epochs_says_so():
+    from dashboard.live_figures import live_figure
+    empty = pd.DataFrame(columns=["run_id", "name", "epoch", "train_loss", "val_loss", "seconds"])
+    fig = live_figure(empty, pd.DataFrame({"run_id": ["x"], "state": ["queued"]}))
+    assert not fig.data and "No finished epochs" in fig.layout.annotations[0].text
