@@ -33,14 +33,13 @@ still_interrupted = set(rows.loc[rows["state"] == "interrupted", "run_id"]) if n
 interrupted = [run_id for run_id in runner.interrupted_at_start if run_id in still_interrupted]
 
 
-@st.fragment(run_every="2s" if active else None)
+@st.fragment(run_every="1s" if active else "3s")
 def training_now() -> None:
-    """The sidebar's live count; polls only while something is queued or running (here or in a terminal)."""
+    """The sidebar's live count. It polls even when nothing runs (a few stats every 3 s), so a tab
+    left open learns of runs another tab or a terminal starts; it redraws only itself."""
     now = progress.progress_rows(runner.store.list_runs(), live_ids=runner.live_ids())
     counts = progress.count_states(now)
     st.markdown(f"**Training now**  \n{counts.get('running', 0)} running · {counts.get('queued', 0)} queued")
-    if (runner.busy() or progress.any_active(now)) != active:
-        st.rerun()          # polling starts or stops with a full rerun
 
 
 with st.sidebar:

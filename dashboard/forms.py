@@ -24,7 +24,7 @@ from trainlib.data import IMAGE_DATASETS, TORCHVISION_LAYOUT, task_of
 from trainlib.scenario import LOSSES_FOR_TASK, resolve_device
 from trainlib.spec import (ACTIVATIONS, DATASETS, DEFAULTS, DEVICES, LOSSES, MODELS, OPTIMIZERS, PRECISIONS,
                            SCHEDULERS, ScenarioSpec, SpecError, check_type, field_kind, field_names, parse_value)
-from trainlib.sweep import describe_changes, format_value, grid, variants
+from trainlib.sweep import describe_changes, format_value, grid, repeat_seeds, variants
 
 NEW_PREFIX = "ne_"        # widget keys of the New experiment page
 FINDER_PREFIX = "lf_"     # widget keys of the LR finder page
@@ -33,6 +33,7 @@ MAX_AXES = 3
 AXIS_FIELDS = ("lr", "weight_decay", "dropout", "batchnorm", "batch_size", "optimizer", "scheduler", "epochs",
                "seed")
 MODES = {"grid": "One run, or a grid over up to 3 fields", "variants": "Named variants"}
+MAX_REPEATS = 10          # seeds per scenario the form offers (the engine takes up to 100)
 # Fields drawn as a selectbox, and their options.
 CHOICES: dict[str, tuple[str, ...]] = {"dataset": DATASETS, "model": MODELS, "activation": ACTIVATIONS,
                                        "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
@@ -44,6 +45,8 @@ class FormResult:
     specs: list[ScenarioSpec] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     sweep: str | None = None
+    variants: list[str] = field(default_factory=list)     # the variant of each spec (repeats share one)
+    repeats: int = 1
 
     @property
     def ok(self) -> bool:
@@ -316,12 +319,26 @@ def tag_sweep(specs: list[ScenarioSpec], sweep: str | None) -> list[ScenarioSpec
     return [s if sweep in s.tags else s.replace(tags=[*s.tags, sweep]) for s in specs]
 
 
+def read_repeats(text: Any) -> tuple[int, str | None]:
+    """(k, None) for the 'Repeat each scenario with k seeds' field, or (1, why it is refused)."""
+    raw = str(text if text is not None else "").strip() or "1"
+    try:
+        k = int(raw)
+    except ValueError:
+        return 1, f"repeats: a whole number of seeds from 1 to {MAX_REPEATS}, got {raw!r}"
+    if not 1 <= k <= MAX_REPEATS:
+        return 1, f"repeats: from 1 to {MAX_REPEATS} seeds per scenario, got {k}"
+    return k, None
+
+
 def read_form(raw_fields: Mapping[str, Any], mode: str = "grid",
               axes: Sequence[tuple[str | None, str | None]] = (),
               variant_rows: Iterable[Mapping[str, Any]] = (), sweep: str | None = "",
-              existing_sweeps: Iterable[str] = (), now: datetime | None = None) -> FormResult:
+              existing_sweeps: Iterable[str] = (), now: datetime | None = None, repeats: Any = 1) -> FormResult:
     """The whole New experiment form -> FormResult. Errors of the base fields, the axes and the
-    variants are all collected (axes and variants are checked against the defaults when the base is bad)."""
+    variants are all collected (axes and variants are checked against the defaults when the base is bad).
+    `repeats` k > 1 runs every scenario with k seeds (seed, seed+1, ...), named 'NAME · seed S' and
+    grouped by NAME on Compare; a seed axis and repeats together are refused."""
     base, errors = read_fields(raw_fields)
     check_base = base or ScenarioSpec()
     if mode == "variants":
@@ -329,10 +346,18 @@ def read_form(raw_fields: Mapping[str, Any], mode: str = "grid",
     else:
         specs, more = build_grid(check_base, axes)
     errors.update(more)
+    k, why = read_repeats(repeats)
+    if why:
+        errors["repeats"] = why
     if errors:
         return FormResult([], errors, None)
+    try:
+        planned = repeat_seeds(specs, k)
+    except SpecError as exc:
+        return FormResult([], {"repeats": _message(exc)}, None)
+    specs, names = [spec for _, spec in planned], [variant for variant, _ in planned]
     name = sweep_name(sweep, len(specs), existing_sweeps, now)
-    return FormResult(tag_sweep(specs, name), {}, name)
+    return FormResult(tag_sweep(specs, name), {}, name, names, k)
 
 
 # ----------------------------------------------------------------------------- preview
@@ -386,3 +411,17 @@ def shared_settings(specs: Sequence[ScenarioSpec]) -> str:
 def nice_lr(lr: float) -> float:
     """0.0954548 -> 0.095: two significant digits, what a person would type."""
     return float(f"{lr:.2g}")
+
+
+# ----------------------------------------------------------------------------- clone and change one knob
+def one_knob(spec_fields: Mapping[str, Any], field_name: str, text: str) -> ScenarioSpec:
+    """A new scenario: the run's own with one field changed, named by the difference
+    ('dropout · lr=0.01'). SpecError naming the field for a bad value, or for no change at all."""
+    base = ScenarioSpec.from_dict(dict(spec_fields))
+    if field_name not in AXIS_FIELDS:
+        raise SpecError(field_name, f"is not a knob here; choose one of {', '.join(AXIS_FIELDS)}")
+    value = parse_value(field_name, str(text))
+    if value == getattr(base, field_name):
+        raise SpecError(field_name, f"is already {format_value(value)} in this run; give another value")
+    changes = {field_name: value}
+    return base.replace(**changes, name=f"{base.name} · {describe_changes(changes)}")

@@ -22,7 +22,8 @@ COURSE_BASE: dict[str, Any] = {"dataset": "shapes", "model": "mlp", "hidden_size
 
 @dataclass(frozen=True)
 class Preset:
-    title: str                                   # button label
+    title: str                                   # what it compares, in full (the button's tooltip)
+    short: str                                   # the button's label: fits a button at 1280x720
     sweep: str                                   # default sweep name (the runs' group on the Runs page)
     note: str                                    # what the class should look for
     base: Mapping[str, Any] = field(default_factory=lambda: dict(COURSE_BASE))
@@ -47,6 +48,7 @@ class Preset:
 _PRESET_LIST = [
     Preset(
         title="Regularization: baseline / L2 / dropout / BatchNorm",
+        short="Regularization",
         sweep="regularization",
         note="The course's comparison: the same MLP plain, with L2 (weight decay 1e-5), "
              "with dropout 0.2 and with BatchNorm. Watch the gap between train and validation loss.",
@@ -55,18 +57,21 @@ _PRESET_LIST = [
     ),
     Preset(
         title="Learning-rate sweep",
+        short="Learning rate",
         sweep="lr-sweep",
         note="Four learning rates a factor 10 apart: too large diverges or plateaus, too small barely moves.",
         axes={"lr": [1e-1, 1e-2, 1e-3, 1e-4]},
     ),
     Preset(
         title="Batch-size sweep",
+        short="Batch size",
         sweep="batch-size-sweep",
         note="Same lr, three batch sizes: small batches take more (noisier) steps per epoch.",
         axes={"batch_size": [16, 64, 256]},
     ),
     Preset(
         title="Optimizers",
+        short="Optimizers",
         sweep="optimizers",
         note="Adam, AdamW (decoupled weight decay 0.01, torch's default) and SGD with momentum 0.9; "
              "SGD gets lr 0.05 because Adam's 1e-3 is far too small for it.",

@@ -19,8 +19,8 @@ import pandas as pd
 from trainlib.liveness import parse_time
 from trainlib.store import ACTIVE_STATES, RESUMABLE_STATES
 
-COLUMNS = ["run_id", "name", "sweep", "state", "epoch", "epochs", "fraction", "elapsed_s", "eta_s",
-           "seconds_per_epoch", "last_val_acc", "created_at", "error", "live", "action"]
+COLUMNS = ["run_id", "name", "sweep", "position", "seed", "state", "epoch", "epochs", "fraction", "elapsed_s",
+           "eta_s", "seconds_per_epoch", "last_val_acc", "created_at", "error", "live", "action"]
 STATE_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange",
                 "failed": "red", "diverged": "red", "interrupted": "violet"}
 
@@ -99,6 +99,7 @@ def progress_rows(runs: pd.DataFrame, snapshot: Mapping[str, Mapping[str, Any]] 
         is_live = run_id in live
         rows.append({"run_id": run_id, "name": run.get("name") or snap.get("name") or run_id,
                      "sweep": run.get("sweep") if isinstance(run.get("sweep"), str) else None,
+                     "position": _number(run.get("position")), "seed": _number(run.get("seed")),
                      "state": state, "epoch": epoch, "epochs": epochs, "fraction": fraction,
                      "elapsed_s": elapsed, "eta_s": eta, "seconds_per_epoch": per_epoch,
                      "last_val_acc": last_acc, "created_at": run.get("created_at") or "",
@@ -142,15 +143,18 @@ def count_states(rows: pd.DataFrame) -> dict[str, int]:
 
 def group_runs(rows: pd.DataFrame) -> list[tuple[str, str | None, pd.DataFrame]]:
     """[(title, sweep, rows)]: one group per sweep and one for runs without a sweep, the group with
-    the newest run first. A sweep lists its runs in the order they were queued (the order of the
-    preset or grid); single runs stay newest first."""
+    the newest run first. A sweep lists its runs in its own order (the variant's position in the
+    preset or grid, then the seed; the order they were queued for runs without a position), the
+    order of the Compare page too; single runs stay newest first."""
     if rows.empty:
         return []
     groups = []
     # rows are newest first, so groupby(sort=False) meets each group at its newest run.
     for sweep, group in rows.groupby(rows["sweep"].fillna(""), sort=False):
         if sweep:
-            groups.append((f"Sweep {sweep}", sweep, group.iloc[::-1]))
+            queued_order = group.iloc[::-1].assign(_queued=range(len(group)))
+            in_order = queued_order.sort_values(["position", "seed", "_queued"], na_position="last", kind="stable")
+            groups.append((f"Sweep {sweep}", sweep, in_order.drop(columns="_queued")))
         else:
             groups.append(("Single runs", None, group))
     return groups
@@ -159,6 +163,11 @@ def group_runs(rows: pd.DataFrame) -> list[tuple[str, str | None, pd.DataFrame]]
 def sweep_finished(group: pd.DataFrame) -> bool:
     """Every run has ended and at least one finished: worth comparing."""
     return bool(not group.empty and not _still_moving(group).any() and (group["state"] == "finished").any())
+
+
+def sweep_comparable(group: pd.DataFrame) -> bool:
+    """Some run has a finished epoch: Compare has a curve to show (it grows there live)."""
+    return bool(not group.empty and ((group["epoch"] > 0) | (group["state"] == "finished")).any())
 
 
 def summary_text(group: pd.DataFrame) -> str:

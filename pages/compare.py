@@ -1,10 +1,15 @@
-"""Compare runs: choose some, watch their curves side by side, see what differs and how they ended.
+"""Compare runs: choose some, watch their curves side by side, see what differs and who won.
 
     st.Page("pages/compare.py", title="Compare")      # registered by app.py
 
-Inputs (which runs, x axis), guard, then a fragment that draws everything from the run folders.
-The fragment polls every second while a chosen run is queued or running, so curves grow live,
-and stops polling (one full rerun) when the last of them ends.
+Inputs (which runs, x axis, log scale, seeds grouped), guard, then everything drawn from the run
+folders: curves, the test accuracies with the winner named, the verdicts against the baseline (is
+a difference larger than what the seed alone changes?), the class's guess, the table. The page is
+drawn again only when the runs folder changed (dashboard/watch.py): curves grow as epochs end, a
+sweep's new runs join, and an idle tab still notices runs started elsewhere.
+
+A run has one colour and one place in every chart and on every page (figures.run_colors and
+tables.run_order, by its sweep and its variant's position there).
 """
 from __future__ import annotations
 
@@ -12,22 +17,26 @@ from dashboard.shell import run_through_app
 
 run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
 
+import hashlib
+
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from dashboard import figures, tables
+from dashboard import figures, tables, watch
 from dashboard.state import SELECTED_RUN, get_runner
 from dashboard.text import plain
+from trainlib import repeats
 from trainlib.data import task_of
+from trainlib.predictions import read_predictions
 from trainlib.store import ACTIVE_STATES, STATES
 
 
-POLL_EVERY = "1s"
 X_CHOICES = {"epoch": "Epoch", "wall": "Wall time"}
 MODES = ("Sweep", "Tag", "State", "Pick by hand")
 COMPARE_SWEEP = "compare_sweep"      # set by the Runs page with the sweep to open
 
 store = get_runner().store
+drawn = watch.runs_version(store)          # before reading: a change while drawing is seen at the next poll
 runs = store.list_runs()
 
 st.title("Compare runs")
@@ -35,6 +44,7 @@ st.title("Compare runs")
 if runs.empty:
     st.info("No runs yet. Start some on the **New experiment** page, or from a terminal with "
             "`python -m trainlib sweep ...`; they appear here.")
+    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, False, key="compare")
     st.stop()
 
 # ----------------------------------------------------------------------------- inputs
@@ -42,9 +52,11 @@ all_sweeps = tables.sweeps(runs)
 by_id = runs.set_index("run_id", drop=False)
 
 
+labels = {run_id: f"{name} · {state} · {run_id}" for run_id, name, state in zip(runs["run_id"], runs["name"], runs["state"])}
+
+
 def describe(run_id: str) -> str:
-    row = by_id.loc[run_id]
-    return f"{row['name']} · {row['state']} · {run_id}"
+    return labels.get(run_id, run_id)
 
 
 # Widget values live in session state (set here before the widgets, never as their default), so a
@@ -83,21 +95,38 @@ else:
     chosen_ids = st.multiselect("Runs (newest first)", newest_first, format_func=describe, key="compare_runs",
                                 placeholder="Choose runs")
 
-x_axis = st.segmented_control("x axis", list(X_CHOICES), format_func=X_CHOICES.get, key="compare_x",
-                              required=True) or "epoch"
+x_col, log_col, seeds_col = st.columns([2, 2, 3], vertical_alignment="bottom")
+x_axis = x_col.segmented_control("x axis", list(X_CHOICES), format_func=X_CHOICES.get, key="compare_x",
+                                 required=True) or "epoch"
 
 # ----------------------------------------------------------------------------- guard
 if not chosen_ids:
     st.info("No runs chosen. Pick a sweep, a tag or a state above, or choose runs by hand.")
+    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, False, key="compare")
     st.stop()
 
-if len(chosen_ids) > len(figures.PALETTE):
-    st.warning(f"{len(chosen_ids)} runs: colours repeat after {len(figures.PALETTE)}. "
-               "The panels per run stay unambiguous.")
-
-chosen = tables.select(runs, chosen_ids)
+chosen = tables.in_run_order(tables.select(runs, chosen_ids))
 live = bool(chosen["state"].isin(ACTIVE_STATES).any())
 any_classes = any(task_of(str(d)) != "regression" for d in chosen["dataset"])
+names = tables.unique_names(chosen)
+colors = figures.run_colors(chosen)
+raw_metrics = store.load_metrics(list(chosen["run_id"]))
+metrics = tables.with_names(raw_metrics, names)
+named_runs = tables.with_names(chosen, names)
+variant_rows = repeats.variant_table(chosen)
+has_repeats = bool(len(variant_rows)) and int(variant_rows["runs"].max()) > 1
+
+# A log scale by default when the losses span more than two decades (one diverging lr flattens the
+# rest); the choice is kept per selection, so a new epoch never flips it under the class's eyes.
+selection = "|".join(sorted(chosen_ids)).encode("utf-8", "surrogatepass")
+log_key = f"compare_log_{hashlib.sha256(selection).hexdigest()[:12]}"
+st.session_state.setdefault(log_key, figures.loss_span_decades(metrics) > figures.LOG_DECADES)
+log_y = log_col.toggle("Loss on a log scale", key=log_key, help="on by default when the losses span more "
+                       "than two decades; curves that diverge are clipped either way, and marked")
+grouped = False
+if has_repeats:
+    grouped = seeds_col.toggle("One line per variant (mean of its seeds, band: min to max)", value=True,
+                               key="compare_grouped", help="runs that differ only by their seed form a variant")
 
 
 def plot(fig, name: str) -> None:
@@ -114,80 +143,93 @@ def open_run_detail(run_id: str) -> None:
 
 
 # ----------------------------------------------------------------------------- render
-@st.fragment(run_every=POLL_EVERY if live else None)
-def show_comparison(run_ids: list[str], x: str, was_live: bool) -> None:
-    fresh = tables.select(store.list_runs(), run_ids)
-    if fresh.empty:
-        st.warning("The chosen runs are gone from the runs folder.")
-        return
-    still_live = fresh[fresh["state"].isin(ACTIVE_STATES)]
-    if was_live and still_live.empty:
-        st.rerun()          # the last live run ended: a full rerun turns polling off
-    names = tables.unique_names(fresh)
-    colors = figures.run_colors(fresh["run_id"])
-    raw_metrics = store.load_metrics(list(fresh["run_id"]))
-    metrics = tables.with_names(raw_metrics, names)
-    named_runs = tables.with_names(fresh, names)
+still_live = chosen[chosen["state"].isin(ACTIVE_STATES)]
+if not still_live.empty:
+    moving = ", ".join(f"{names[r.run_id]} {r.state} {r.epoch}/{r.epochs}" for r in still_live.itertuples())
+    st.caption(f"Updating as epochs end: {plain(moving)}")
 
-    if not still_live.empty:
-        progress = ", ".join(f"{names[r.run_id]} {r.state} {r.epoch}/{r.epochs}" for r in still_live.itertuples())
-        st.caption(f"Updating every second while runs train: {plain(progress)}")
-
-    st.subheader("Training curves")
+st.subheader("Training curves")
+if grouped:
+    plot(figures.curves_grouped(metrics, named_runs, "loss", x_axis, colors, log_y=log_y), "loss")
+    if any_classes:
+        plot(figures.curves_grouped(metrics, named_runs, "acc", x_axis, colors), "accuracy")
+else:
     overlay_tab, panels_tab = st.tabs(["All runs in one chart", "One panel per run"])
     with overlay_tab:
-        plot(figures.curves_overlay(metrics, "loss", x, colors), "loss")
+        plot(figures.curves_overlay(metrics, "loss", x_axis, colors, log_y=log_y), "loss")
         if any_classes:
-            plot(figures.curves_overlay(metrics, "acc", x, colors), "accuracy")
+            plot(figures.curves_overlay(metrics, "acc", x_axis, colors), "accuracy")
     with panels_tab:
-        plot(figures.curves_small_multiples(metrics, "loss", x, colors), "loss_per_run")
+        plot(figures.curves_small_multiples(metrics, "loss", x_axis, colors, log_y=log_y), "loss_per_run")
         if any_classes:
-            plot(figures.curves_small_multiples(metrics, "acc", x, colors), "accuracy_per_run")
+            plot(figures.curves_small_multiples(metrics, "acc", x_axis, colors), "accuracy_per_run")
 
-    st.subheader("Results")
-    left, right = st.columns(2)
-    with left:
-        plot(figures.test_accuracy_bars(named_runs, colors), "test_accuracy")
-    with right:
-        plot(figures.overfitting_gap(metrics, x, colors), "overfitting_gap")
+st.subheader("Results")
+left, right = st.columns(2)
+with left:
+    plot(figures.accuracy_dots(named_runs, colors), "test_accuracy")
+with right:
+    plot(figures.overfitting_gap(metrics, x_axis, colors), "overfitting_gap")
 
-    table = tables.comparison_table(named_runs, raw_metrics)
-    params = tables.differing_params(fresh)
-    st.markdown("**Side by side** — click a column header to sort, a row to open that run"
-                + (f"; differing: {', '.join(params)}" if params else ""))
-    percent = {"format": "percent"}
-    event = st.dataframe(
-        table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-        key="compare_table",
-        column_config={
-            "run_id": st.column_config.TextColumn("run id"),
-            "name": st.column_config.TextColumn("run", pinned=True),
-            "final_train_loss": st.column_config.NumberColumn("train loss", format="%.4f"),
-            "final_val_loss": st.column_config.NumberColumn("val loss", format="%.4f"),
-            "final_train_acc": st.column_config.NumberColumn("train acc", **percent),
-            "final_val_acc": st.column_config.NumberColumn("val acc", **percent),
-            "best_val_loss": st.column_config.NumberColumn("best val loss", format="%.4f"),
-            "best_epoch": st.column_config.NumberColumn("best epoch"),
-            "test_acc": st.column_config.NumberColumn("test acc", **percent),
-            "epochs_done": st.column_config.NumberColumn("epochs"),
-            "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
-        },
-        column_order=["name", "state", *params, "test_acc", "final_train_loss", "final_val_loss",
-                      "final_train_acc", "final_val_acc", "best_val_loss", "best_epoch", "epochs_done",
-                      "seconds", "run_id"])
-    rows = event.selection.rows if event is not None else []
-    if rows:
-        picked = table.iloc[rows[0]]
-        if st.button(f"Open “{picked['name']}” in Run detail", key="compare_open_detail"):
-            open_run_detail(picked["run_id"])
+# Noise as noise: is each variant's difference from the baseline larger than what the seed alone does?
+for verdict in repeats.verdicts(chosen):
+    st.markdown(f"**{plain(verdict.text)}**", help=verdict.test_name)
+if len(variant_rows) > 1 and not has_repeats:
+    st.caption("One seed per variant: a difference may be what a seed changes alone. Repeat the sweep with "
+               "2 or more seeds per scenario (New experiment) to tell.")
 
-    if params and fresh["test_acc"].notna().sum() >= 2:
-        plot(figures.parallel_coordinates(named_runs, params), "parallel_coordinates")
+# The class's guess, made before Run, revealed once the sweep's runs have all ended.
+chosen_sweeps = [s for s in dict.fromkeys(chosen["sweep"]) if isinstance(s, str)]
+guesses = read_predictions(store.root, chosen_sweeps[0]) if len(chosen_sweeps) == 1 else []
+if guesses:
+    finished = variant_rows[variant_rows["n"] > 0]
+    if live or finished.empty:
+        st.info("The class's prediction is kept: it is revealed here when the sweep has ended.",
+                icon=":material/lock:")
     else:
-        st.caption("Parallel coordinates appear when two or more finished runs differ in some parameter.")
+        winner = finished.loc[finished["mean_test_acc"].astype(float).idxmax()]
+        guessed = ", ".join(dict.fromkeys(guesses))
+        right_guess = winner["variant"] in guesses
+        st.info(f"The class predicted **{plain(guessed)}**; the winner is **{plain(winner['variant'])}** "
+                f"({float(winner['mean_test_acc']):.1%})" + (": well guessed!" if right_guess else "."),
+                icon=":material/emoji_events:")
 
-    st.download_button("Download these runs' metrics (CSV)", data=raw_metrics.to_csv(index=False),
-                       file_name="metrics.csv", mime="text/csv", on_click="ignore", key="compare_csv")
+table = tables.comparison_table(named_runs, raw_metrics)
+params = tables.differing_params(chosen)
+st.markdown("**Side by side**, best test accuracy first: click a column header to sort, a row to open that run"
+            + (f"; differing: {', '.join(params)}" if params else ""))
+percent = {"format": "percent"}
+event = st.dataframe(
+    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+    key="compare_table",
+    column_config={
+        "run_id": st.column_config.TextColumn("run id"),
+        "name": st.column_config.TextColumn("run", pinned=True),
+        "final_train_loss": st.column_config.NumberColumn("train loss", format="%.4f"),
+        "final_val_loss": st.column_config.NumberColumn("val loss", format="%.4f"),
+        "final_train_acc": st.column_config.NumberColumn("train acc", **percent),
+        "final_val_acc": st.column_config.NumberColumn("val acc", **percent),
+        "best_val_loss": st.column_config.NumberColumn("best val loss", format="%.4f"),
+        "best_epoch": st.column_config.NumberColumn("best epoch"),
+        "test_acc": st.column_config.NumberColumn("test acc", **percent),
+        "epochs_done": st.column_config.NumberColumn("epochs"),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
+    },
+    column_order=["name", "test_acc", *(["variant"] if has_repeats else []), "state", *params, "final_train_loss", "final_val_loss",
+                  "final_train_acc", "final_val_acc", "best_val_loss", "best_epoch", "epochs_done",
+                  "seconds", "run_id"])
+rows = event.selection.rows if event is not None else []
+if rows:
+    picked = table.iloc[rows[0]]
+    if st.button(f"Open “{picked['name']}” in Run detail", key="compare_open_detail"):
+        open_run_detail(picked["run_id"])
 
+if params and chosen["test_acc"].notna().sum() >= 2:
+    plot(figures.parallel_coordinates(named_runs, params), "parallel_coordinates")
+else:
+    st.caption("Parallel coordinates appear when two or more finished runs differ in some parameter.")
 
-show_comparison(list(chosen["run_id"]), x_axis, live)
+st.download_button("Download these runs' metrics (CSV)", data=raw_metrics.to_csv(index=False),
+                   file_name="metrics.csv", mime="text/csv", on_click="ignore", key="compare_csv")
+
+watch.rerun_on_change(lambda: watch.runs_version(store), drawn, live, key="compare")

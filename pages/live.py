@@ -1,8 +1,14 @@
 """Runs: every run in the runs folder, newest first, grouped by sweep, with progress and controls.
 
-Top to bottom: what to show -> guard (no runs yet) -> the runs panel, which polls every second
-while anything is queued or running and not at all otherwise. Buttons: Stop (a running run, wherever it
-trains), Cancel (a queued one), Resume (interrupted or stopped), Compare (a finished sweep), Details.
+Top to bottom: what to show -> guard (no runs yet) -> one box per group (a sweep, or the single
+runs): its runs' progress and buttons, and the train and validation curves of the groups that move
+and of the newest ones, which stay after the runs end. Buttons: Stop (a running run, wherever it
+trains), Cancel (a queued one), Resume (interrupted or stopped), Compare (a sweep with a finished
+epoch: its curves grow there live), Details.
+
+The page is drawn again only when the runs folder changed (dashboard/watch.py): a new epoch, a new
+run, a state. A tab polls a cheap version of the folder, twice a second while runs move and every
+two seconds otherwise, so an idle tab also learns of runs started elsewhere.
 """
 from __future__ import annotations
 
@@ -10,35 +16,36 @@ from dashboard.shell import run_through_app
 
 run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
 
+import time
+
 import streamlit as st
 
-from dashboard import progress
-from dashboard.live_figures import live_loss_figure
+from dashboard import figures, progress, watch
+from dashboard.live_figures import live_figure
 from dashboard.state import SELECTED_RUN, get_runner
 from dashboard.text import plain
 from trainlib.dataroot import data_root_errors
 
 
 FLASH = "runs_flash"               # set by New experiment after queueing
+FLASH_SHOWN = "runs_flash_shown"   # (text, when it was first shown)
+FLASH_SECONDS = 20
 PROBLEM = "runs_problem"           # why the last button could not act (a double click, a run gone)
 COMPARE_SWEEP = "compare_sweep"    # the sweep the Compare page opens with (pages/compare.py reads it)
 RECENT_GROUPS = 8                  # groups shown unless "Show all" is on (active ones always are)
+CHARTED_GROUPS = 3                 # the newest groups keep their curves after their runs end
 runner = get_runner()
+store = runner.store
 
 st.title("Runs")
+# The flash stays through the redraws of its first seconds (a new epoch redraws the page at once).
 if FLASH in st.session_state:
-    st.success(st.session_state.pop(FLASH), icon=":material/check_circle:")
+    st.session_state[FLASH_SHOWN] = (st.session_state.pop(FLASH), time.monotonic())
+flash, flash_since = st.session_state.get(FLASH_SHOWN, (None, 0.0))
+if flash and time.monotonic() - flash_since < FLASH_SECONDS:
+    st.success(flash, icon=":material/check_circle:")
 show_all = st.toggle("Show all runs", key="runs_show_all", help=f"otherwise the {RECENT_GROUPS} newest groups "
                      "and every group with a queued or running run", persist_state="session")
-
-first_rows = progress.progress_rows(runner.store.list_runs(), live_ids=runner.live_ids())
-if first_rows.empty:
-    st.info("No runs yet. Build some on the New experiment page; runs started from a terminal "
-            "(`python -m trainlib ...`) into the same runs folder show up here too.")
-    st.page_link("pages/new_experiment.py", label="New experiment", icon=":material/science:")
-    st.stop()
-active = runner.busy() or progress.any_active(first_rows)
-
 
 def act(control, run_id: str) -> None:
     """A button's callback: runner.stop / cancel / resume, which a double click may send twice."""
@@ -73,7 +80,7 @@ def open_details(run_id: str) -> None:
 
 
 def render_run(row) -> None:
-    name_col, bar_col, action_col, detail_col = st.columns([2.5, 6, 1.6, 1.6], vertical_alignment="center")
+    name_col, bar_col, action_col, detail_col = st.columns([2.4, 4.6, 2, 2], vertical_alignment="center")
     with name_col:
         st.markdown(f"**{plain(row['name'])}**")
         st.badge(row["state"], color=progress.STATE_COLORS.get(row["state"], "gray"))
@@ -96,50 +103,64 @@ def render_run(row) -> None:
         open_details(run_id)
 
 
-def render_group(title: str, sweep: str | None, group, metrics) -> None:
+def render_group(title: str, sweep: str | None, group, metrics, runs, charted: bool) -> None:
     with st.container(border=True):
         head, compare_col = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"### {plain(title)}\n{progress.summary_text(group)}")
-        if sweep and progress.sweep_finished(group):
+        # Compare as soon as a run has an epoch: its curves grow there live. Always the same kind of
+        # button under the same key, so a click is never lost to a redraw that changed it.
+        if sweep and progress.sweep_comparable(group):
             if compare_col.button("Compare", key=f"compare_{sweep}", type="primary", icon=":material/compare_arrows:",
-                             width="stretch"):
+                                  width="stretch"):
                 open_compare(sweep)
         for row in group.to_dict("records"):
             render_run(row)
         curves = metrics[metrics["run_id"].isin(group["run_id"])] if not metrics.empty else metrics
-        if progress.any_active(group) and not curves.empty:
+        if charted and not curves.empty:
+            in_group = runs[runs["run_id"].isin(group["run_id"])]
+            in_group = in_group.set_index("run_id", drop=False).loc[list(group["run_id"])].reset_index(drop=True)
             # theme=None: the figure's own projector layout (large fonts), as on the Compare page.
-            st.plotly_chart(live_loss_figure(curves), key=f"curves_{sweep or title}", theme=None,
-                            config={"displayModeBar": False})
+            st.plotly_chart(live_figure(curves, in_group, figures.run_colors(in_group)),
+                            key=f"curves_{sweep or title}", theme=None, config={"displayModeBar": False})
 
 
-@st.fragment(run_every="1s" if active else None)
-def runs_panel() -> None:
-    if PROBLEM in st.session_state:      # set by a button's callback just before this (fragment) rerun
-        st.warning(st.session_state.pop(PROBLEM), icon=":material/warning:")
-    runs, snapshot, live_ids = runner.store.list_runs(), runner.snapshot(), runner.live_ids()
+def draw() -> None:
+    """The whole panel, from the folder as it is now; returns nothing, draws everything."""
+    live_ids = runner.live_ids()
+    runs, snapshot = store.list_runs(), runner.snapshot()
     rows = progress.progress_rows(runs, snapshot, live_ids=live_ids)
+    if rows.empty:
+        st.info("No runs yet. Build some on the New experiment page; runs started from a terminal "
+                "(`python -m trainlib ...`) into the same runs folder show up here too.")
+        st.page_link("pages/new_experiment.py", label="New experiment", icon=":material/science:")
+        return
     groups = progress.group_runs(rows)
-    # Curves and ETAs come from metrics.csv: of every run of a sweep that is still moving (its finished
-    # runs give the running ones context), and of the single runs that are themselves moving.
-    moving_ids = [run["run_id"] for _, sweep, group in groups if progress.any_active(group)
-                  for run in group.to_dict("records") if sweep or run["state"] in ("queued", "running")]
-    metrics = runner.store.load_metrics(moving_ids)
-    if moving_ids:
+    shown = groups if show_all else [g for i, g in enumerate(groups) if i < RECENT_GROUPS or progress.any_active(g[2])]
+    charted = {title for i, (title, _, group) in enumerate(shown) if i < CHARTED_GROUPS or progress.any_active(group)}
+    # Curves and ETAs come from metrics.csv (read again only when it changed).
+    chart_ids = [run_id for title, _, group in shown if title in charted for run_id in group["run_id"]]
+    metrics = store.load_metrics(chart_ids)
+    if chart_ids:
         per_run = {run_id: frame for run_id, frame in metrics.groupby("run_id")}
         rows = progress.progress_rows(runs, snapshot, per_run, live_ids=live_ids)
-        groups = progress.group_runs(rows)
-    # Polling follows activity: start it when a run was queued or resumed here, stop it when all
-    # ended. Decide before drawing: a button drawn by this fragment run would be replaced by the full
-    # rerun a moment later, and a click that lands in between is lost (the sweep's Compare button
-    # appears exactly when the activity ends).
-    if (runner.busy() or progress.any_active(rows)) != active:
-        st.rerun()
-    shown = groups if show_all else [g for i, g in enumerate(groups) if i < RECENT_GROUPS or progress.any_active(g[2])]
+        groups = {title: group for title, _, group in progress.group_runs(rows)}
+        shown = [(title, sweep, groups.get(title, group)) for title, sweep, group in shown]
+    if PROBLEM in st.session_state:      # set by a button's callback just before this rerun
+        st.warning(st.session_state.pop(PROBLEM), icon=":material/warning:")
     for title, sweep, group in shown:
-        render_group(title, sweep, group, metrics)
-    if len(shown) < len(groups):
-        st.caption(f"{len(groups) - len(shown)} older groups hidden; turn on 'Show all runs' to see them.")
+        render_group(title, sweep, group, metrics, runs, title in charted)
+    hidden = len(progress.group_runs(rows)) - len(shown)
+    if hidden > 0:
+        st.caption(f"{hidden} older groups hidden; turn on 'Show all runs' to see them.")
 
 
-runs_panel()
+def page_version():
+    """What this page shows, as one comparable value: the folder's runs and their epochs, and which
+    runs this server's runner still holds (that decides Stop/Resume, and when a sweep is over)."""
+    return watch.runs_version(store), frozenset(runner.live_ids())
+
+
+drawn = page_version()          # taken before reading: a change while drawing is seen at the next poll
+draw()
+active = runner.busy() or any(state in ("queued", "running") for _, state, *_ in drawn[0])
+watch.rerun_on_change(page_version, drawn, active, key="runs")

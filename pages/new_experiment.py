@@ -1,7 +1,10 @@
 """New experiment: one run, a grid of runs or named variants, from the form, a preset or a clone.
 
-Top to bottom: presets and hand-offs -> inputs (data, model, training, what to vary) -> the table of
-scenarios that will run, with every bad value marked under its field -> Run (queues them, opens Runs).
+Top to bottom: what the app does (one line) -> presets -> Run, seeds per scenario and the class's
+guess of the winner (drawn at the top, filled in last: they depend on the whole form) -> inputs
+(data, model, training, what to vary; the rarely changed ones folded) -> the table of scenarios
+that will run, with every bad value marked under its field. At 1280x720 (a projector) a preset and
+Run are on the first screen. Run queues them and opens Runs.
 """
 from __future__ import annotations
 
@@ -17,12 +20,16 @@ from dashboard.state import PREFILL_SPEC, get_runner, online
 from dashboard.text import plain
 from trainlib.data import TORCHVISION_LAYOUT, dataset_status, missing_files_message
 from trainlib.dataroot import data_root_errors
+from trainlib.predictions import save_prediction
 from trainlib.spec import field_names
 
 
 P = forms.NEW_PREFIX
 FLASH = "runs_flash"            # message the Runs page shows once after a Run
 LOADED = f"{P}loaded_from"      # what filled the form last (preset note, clone), shown above it
+REPEATS = f"{P}repeats"         # 'Repeat each scenario with k seeds'
+PREDICTION = f"{P}prediction"   # the class's guess of the winner
+NO_GUESS = "(no guess)"
 VERSION = f"{P}variants_version"
 runner = get_runner()
 
@@ -80,13 +87,21 @@ def bool_field(name: str, label: str, help: str | None = None) -> None:
 
 # ----------------------------------------------------------------------------- inputs
 st.title("New experiment")
-st.caption("One run, a grid over up to three fields, or named variants. Check the table at the bottom, then Run.")
-
-st.markdown("**Presets** fill the whole form; every value stays editable.")
+st.markdown("Train a few versions of one model side by side and see which learns best: "
+            "**pick a preset and press Run**; the curves grow on the Runs and Compare pages.")
 for column, preset in zip(st.columns(len(PRESETS)), PRESETS.values()):
-    column.button(preset.title, on_click=apply_preset, args=(preset.title,), help=preset.note, width="stretch")
+    column.button(preset.short, on_click=apply_preset, args=(preset.title,), help=f"{preset.title}. {preset.note}",
+                  width="stretch", key=f"{P}preset_{preset.sweep}")
 if st.session_state.get(LOADED):
     st.info(st.session_state[LOADED], icon=":material/info:")
+run_col, repeats_col, guess_col = st.columns([2, 2, 3], vertical_alignment="bottom")
+summary_line = st.empty()          # 'N scenarios as sweep S, k at a time', filled once the form is read
+st.session_state.setdefault(REPEATS, "1")
+with repeats_col:
+    st.text_input("Seeds per scenario", key=REPEATS, persist_state="session",
+                  help="k > 1 repeats every scenario with seeds seed, seed+1, ...: Compare then shows each "
+                       "variant's mean with a band, and says whether a difference is larger than seed noise")
+    slots["repeats"] = st.empty()
 
 data_col, model_col, train_col = st.columns(3, gap="large")
 with data_col:
@@ -187,7 +202,8 @@ axes = [(st.session_state[f"{P}axis_field_{i}"], st.session_state[f"{P}axis_valu
         for i in range(1, forms.MAX_AXES + 1)]
 runs = runner.store.list_runs()
 existing_sweeps = runs["sweep"].dropna().unique() if "sweep" in runs else []
-result = forms.read_form(raw_fields, mode, axes, variant_rows, st.session_state[key("sweep")], existing_sweeps)
+result = forms.read_form(raw_fields, mode, axes, variant_rows, st.session_state[key("sweep")], existing_sweeps,
+                         repeats=st.session_state[REPEATS])
 
 unplaced = []
 for place, message in result.errors.items():
@@ -200,21 +216,36 @@ st.subheader("Scenarios that will run")
 if result.errors:
     for message in unplaced:
         st.error(plain(message), icon=":material/error:")
-    st.error(f"Nothing can run yet: fix the {len(result.errors)} value{'s' if len(result.errors) != 1 else ''} "
-             f"marked in red above.", icon=":material/block:")
+    problem = (f"Nothing can run yet: fix the {len(result.errors)} value{'s' if len(result.errors) != 1 else ''} "
+               f"marked in red.")
+    st.error(problem, icon=":material/block:")
+    summary_line.error(problem, icon=":material/block:")
 else:
     count = len(result.specs)
     where = f" as sweep **{plain(result.sweep)}**" if result.sweep else ""
-    st.markdown(f"**{count} scenario{'s' if count != 1 else ''}**{where}, "
+    seeds = f" ({count // result.repeats} × {result.repeats} seeds)" if result.repeats > 1 else ""
+    st.markdown(f"**{count} scenario{'s' if count != 1 else ''}**{seeds}{where}, "
                 f"{runner.workers} at a time on this machine.")
     st.caption(plain(forms.shared_settings(result.specs)))
     st.dataframe(forms.preview_frame(result.specs), hide_index=True, width="stretch")
+    summary_line.caption(plain(f"{count} scenario{'s' if count != 1 else ''}{seeds}"
+                               + (f" as sweep {result.sweep}" if result.sweep else "")
+                               + f" · {forms.shared_settings(result.specs)}"))
 
-# ----------------------------------------------------------------------------- action
+# ----------------------------------------------------------------------------- action (drawn at the top)
+variant_names = list(dict.fromkeys(result.variants))
+with guess_col:
+    # Predict before you look: the guess is kept with the sweep and shown beside its result on Compare.
+    guess = st.selectbox("Predict the winner (optional)", [NO_GUESS, *variant_names], key=PREDICTION,
+                         disabled=len(variant_names) < 2 or not result.sweep,
+                         help="the class's guess of the best test accuracy; revealed on Compare with the result")
 label = f"Run {len(result.specs)} scenario{'s' if len(result.specs) != 1 else ''}" if result.ok else "Run"
-if st.button(label, type="primary", disabled=not result.ok, icon=":material/play_arrow:", key="ne_run_button"):
+if run_col.button(label, type="primary", disabled=not result.ok, icon=":material/play_arrow:", key="ne_run_button",
+                  width="stretch"):
     if result.ok:      # the button is disabled otherwise; never queue a spec the form did not accept
-        ids = runner.submit_many(result.specs, sweep=result.sweep)
+        if guess and guess != NO_GUESS and result.sweep:
+            save_prediction(runner.store.root, result.sweep, guess)
+        ids = runner.submit_many(result.specs, sweep=result.sweep, variants=result.variants)
         st.session_state.pop(LOADED, None)
         st.session_state[FLASH] = (f"Queued {len(ids)} run{'s' if len(ids) != 1 else ''}"
                                    + (f" of sweep {result.sweep}." if result.sweep else "."))

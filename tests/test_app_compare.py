@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from apphelpers import fresh_app_cache
 from dashboard import figures
 from trainlib import RunStore, ScenarioSpec, create_scenario, train
-from trainlib.store import update_status, write_atomic
+from trainlib.store import update_status, write_atomic, write_json
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 
@@ -35,9 +35,9 @@ def trained(tmp_path_factory) -> dict:
     train(create_scenario(moons, log_folder=folder))
     ids["moons"] = folder.name
     base = ScenarioSpec(dataset="shapes", train_subset=300, hidden_sizes=(32,), epochs=2, device="cpu", tags=("chapter3",))
-    for spec in (base.replace(name="baseline"), base.replace(name="dropout", dropout=0.2),
-                 base.replace(name="l2", weight_decay=1e-3)):
-        folder = store.new_run(spec, sweep="reg")
+    for position, spec in enumerate((base.replace(name="baseline"), base.replace(name="dropout", dropout=0.2),
+                                     base.replace(name="l2", weight_decay=1e-3))):
+        folder = store.new_run(spec, sweep="reg", position=position)
         train(create_scenario(spec, log_folder=folder))
         ids[spec.name] = folder.name
     return {"root": root, "ids": ids, "store": store}
@@ -83,27 +83,35 @@ def test_default_compares_the_newest_sweep(trained, monkeypatch, polling):
     use_runs(monkeypatch, trained["root"])
     at = open_page()
     assert not at.exception
-    assert polling == [None]                  # nothing is training: no polling
+    assert polling == ["2s"]                  # nothing is training: it only watches for new runs, slowly
     specs = chart_specs(at)
-    assert len(specs) == 7                    # loss, acc overlaid; loss, acc per run; bars; gap; parallel coords
+    assert len(specs) == 7                    # loss, acc overlaid; loss, acc per run; dots; gap; parallel coords
     loss = titled(specs, "Loss (")
     text = json.dumps(loss)
     assert all(name in text for name in ("baseline", "dropout", "l2")) and "moons" not in text
     assert len(loss["data"]) == 3 * 2 + 2     # train + validation per run, two line-style keys
     assert len(titled(specs, "Loss per run")["data"]) == 3 * 2 + 2
     assert [a["text"] for a in titled(specs, "Loss per run")["layout"]["annotations"]] == ["baseline", "dropout", "l2"]
-    # the same run has the same colour in every chart, by run order
-    colors = figures.run_colors([trained["ids"][n] for n in ("baseline", "dropout", "l2")])
-    baseline_color = colors[trained["ids"]["baseline"]]
-    assert named(loss, "baseline")["line"]["color"] == baseline_color
-    assert named(titled(specs, "Overfitting gap"), "baseline")["line"]["color"] == baseline_color
-    bars = titled(specs, "Test accuracy")["data"][0]
-    assert bars["x"] == ["baseline", "dropout", "l2"] and bars["marker"]["color"][0] == baseline_color
+    # A run's colour is its variant's position in the sweep, in every chart (and on every page).
+    for position, name in enumerate(("baseline", "dropout", "l2")):
+        assert named(loss, name)["line"]["color"] == figures.PALETTE[position]
+        assert named(titled(specs, "Overfitting gap"), name)["line"]["color"] == figures.PALETTE[position]
+    # Test accuracy: dots in run order on a zoomed axis, the values written, the best one named.
     store = trained["store"]
-    expected = [100 * store.read_run(trained["ids"][n])["summary"]["test_acc"] for n in ("baseline", "dropout", "l2")]
-    assert array(bars["y"]) == pytest.approx(expected)
+    accuracy = {n: 100 * store.read_run(trained["ids"][n])["summary"]["test_acc"] for n in ("baseline", "dropout", "l2")}
+    result = titled(specs, "Test accuracy")
+    dots = result["data"][0]
+    assert list(dots["y"]) == ["baseline", "dropout", "l2"]
+    assert array(dots["x"]) == pytest.approx(list(accuracy.values()))
+    assert dots["marker"]["color"] == list(figures.PALETTE[:3])
+    best = max(accuracy, key=accuracy.get)
+    assert f"best: {best}" in result["layout"]["title"]["text"]
+    low, high = result["layout"]["xaxis"]["range"]
+    assert low > 0 or high - low < 100                       # zoomed: not 0 to 100 %
     parcoords = titled(specs, "Parameters")["data"][0]
-    assert [d["label"] for d in parcoords["dimensions"]] == ["dropout", "weight_decay", "test acc (%)"]
+    assert [d["label"] for d in parcoords["dimensions"]] == ["run", "dropout", "weight_decay", "test acc (%)"]
+    # One seed per variant: the page says a difference may be seed noise.
+    assert any("One seed per variant" in c.value for c in at.caption)
     # every chart exports a 2x PNG from its modebar
     for chart in at.get("plotly_chart"):
         assert json.loads(chart.proto.config)["toImageButtonOptions"]["format"] == "png"
@@ -113,7 +121,9 @@ def test_table_has_one_row_per_run_and_the_csv_holds_their_metrics(trained, monk
     use_runs(monkeypatch, trained["root"])
     at = open_page()
     table = at.dataframe[0].value
-    assert list(table["name"]) == ["baseline", "dropout", "l2"]
+    assert sorted(table["name"]) == ["baseline", "dropout", "l2"]
+    accuracy = list(table["test_acc"])
+    assert accuracy == sorted(accuracy, reverse=True)          # the winner on top
     assert {"dropout", "weight_decay"} <= set(table.columns) and "lr" not in table.columns
     metrics = trained["store"].load_run(trained["ids"]["dropout"])
     row = table.set_index("name").loc["dropout"]
@@ -133,9 +143,10 @@ def test_pick_by_hand_in_the_chosen_order(trained, monkeypatch):
     assert not at.exception
     loss = titled(chart_specs(at), "Loss (")
     assert len(loss["data"]) == 2 * 2 + 2
-    assert named(loss, "moons")["line"]["color"] == figures.PALETTE[0]       # first picked, first colour
-    assert named(loss, "l2")["line"]["color"] == figures.PALETTE[1]
-    assert list(at.dataframe[0].value["name"]) == ["moons", "l2"]
+    # l2 keeps its sweep colour when picked with another run; a run of no sweep has its own.
+    assert named(loss, "l2")["line"]["color"] == figures.PALETTE[2]
+    assert named(loss, "moons")["line"]["color"] != figures.PALETTE[2]
+    assert sorted(at.dataframe[0].value["name"]) == ["l2", "moons"]
 
 
 def test_wall_time_axis_is_cumulative_seconds(trained, monkeypatch):
@@ -165,7 +176,7 @@ def test_tag_filter(trained, monkeypatch):
     at.segmented_control(key="compare_mode").set_value("Tag").run()
     assert at.multiselect(key="compare_tags").options == ["chapter3"]
     at.multiselect(key="compare_tags").set_value(["chapter3"]).run()
-    assert list(at.dataframe[0].value["name"]) == ["baseline", "dropout", "l2"]
+    assert sorted(at.dataframe[0].value["name"]) == ["baseline", "dropout", "l2"]
 
 
 def test_no_runs_at_all(tmp_path, monkeypatch):
@@ -176,8 +187,9 @@ def test_no_runs_at_all(tmp_path, monkeypatch):
 
 
 def test_curves_grow_while_a_run_trains_and_polling_stops_when_it_ends(tmp_path, monkeypatch, polling):
-    """A run another process is training (status running, its pid alive): the page says it polls and
-    shows each new epoch on the next rerun (AppTest has no timer: .run() stands for one tick)."""
+    """A run another process is training (status running, its heartbeat fresh): the page watches the
+    folder and shows each new epoch on the next redraw (AppTest has no timer: .run() stands for the
+    redraw the watcher asks for when metrics.csv changed)."""
     root = tmp_path / "live"
     store = RunStore(root)
     spec = ScenarioSpec(name="growing", dataset="moons", hidden_sizes=(8,), epochs=3)
@@ -188,8 +200,8 @@ def test_curves_grow_while_a_run_trains_and_polling_stops_when_it_ends(tmp_path,
     write_atomic(folder / "metrics.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
     use_runs(monkeypatch, root)
     at = open_page()
-    assert polling == ["1s"]
-    assert any("Updating every second" in c.value for c in at.caption)
+    assert polling == ["0.5s"]                 # watching the folder twice a second while a run moves
+    assert any("Updating as epochs end" in c.value for c in at.caption)
     assert len(array(named(titled(chart_specs(at), "Loss ("), "growing")["y"])) == 1
 
     rows.append([2, 0.6, 0.6, 0.65, 0.6, 1e-3, 0.5, 100.0])
@@ -200,8 +212,8 @@ def test_curves_grow_while_a_run_trains_and_polling_stops_when_it_ends(tmp_path,
     update_status(folder, state="finished", epoch=2)
     at.run()
     assert not at.exception
-    assert polling[-1] is None
-    assert not any("Updating every second" in c.value for c in at.caption)
+    assert polling[-1] == "2s"
+    assert not any("Updating as epochs end" in c.value for c in at.caption)
 
 
 def test_runs_page_hand_off_opens_that_sweep(tmp_path, trained, monkeypatch):
@@ -221,3 +233,62 @@ def test_runs_page_hand_off_opens_that_sweep(tmp_path, trained, monkeypatch):
     fresh.query_params["sweep"] = "older"
     fresh.run()
     assert list(fresh.dataframe[0].value["name"]) == ["moons"]
+
+
+def fake_repeats(root: Path, accuracies: dict[str, list[float]], sweep: str = "seeds") -> RunStore:
+    """Finished runs of `sweep` without training: per variant one run per seed with the given test
+    accuracies, and two epochs of metrics whose validation loss is the test accuracy's complement."""
+    store = RunStore(root)
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"]
+    for position, (variant, accs) in enumerate(accuracies.items()):
+        for seed, acc in enumerate(accs):
+            spec = ScenarioSpec(name=f"{variant} · seed {seed}", seed=seed, dropout=0.2 if variant == "dropout" else 0.0)
+            folder = store.new_run(spec, sweep=sweep, variant=variant, position=position)
+            rows = [[1, 1.0, 0.5, 1.1, 0.5, 1e-3, 0.5, 100.0], [2, 0.5, acc, 1 - acc, acc, 1e-3, 0.5, 100.0]]
+            write_atomic(folder / "metrics.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
+            write_json(folder / "summary.json", {"test_acc": acc, "best_epoch": 2})
+            update_status(folder, state="finished", epoch=2)
+    return store
+
+
+def test_seeds_of_a_variant_are_one_line_with_a_band_and_a_verdict(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    fake_repeats(root, {"baseline": [0.90, 0.91, 0.92], "dropout": [0.80, 0.81, 0.80], "l2": [0.905, 0.915, 0.915]})
+    use_runs(monkeypatch, root)
+    at = open_page()
+    assert not at.exception
+    assert at.toggle(key="compare_grouped").value                # repeats: grouped by default
+    loss = titled(chart_specs(at), "Loss")
+    # dropout's validation mean and its band (min to max over its three seeds) at epoch 2
+    val = [t for t in loss["data"] if t.get("name", "").startswith("dropout") and "validation" in t.get("name", "")]
+    means = [t for t in val if t.get("fill") != "tonexty" and "high" not in t["name"] and "low" not in t["name"]]
+    assert array(means[0]["y"])[-1] == pytest.approx(1 - np.mean([0.80, 0.81, 0.80]))
+    high = [t for t in val if t.get("fill") == "tonexty"]
+    assert array(high[0]["y"])[-1] == pytest.approx(1 - 0.80)
+    # Verdicts against the baseline, the test named in a tooltip.
+    verdicts = {m.value.replace("\\", ""): m for m in at.markdown if " vs baseline" in m.value}   # names are escaped
+    assert "**dropout vs baseline: -10.7 points, larger than seed noise**" in verdicts
+    assert "**l2 vs baseline: +0.2 points, within seed noise**" in verdicts
+    assert "Welch" in verdicts["**dropout vs baseline: -10.7 points, larger than seed noise**"].proto.help
+    # The results show one row per variant, its mean, the best variant named.
+    result = titled(chart_specs(at), "Test accuracy")
+    assert "best: l2" in result["layout"]["title"]["text"]
+    assert "variant" in at.dataframe[0].value.columns
+
+
+def test_the_class_guess_is_revealed_with_the_result(tmp_path, monkeypatch):
+    from trainlib.predictions import save_prediction
+
+    root = tmp_path / "runs"
+    store = fake_repeats(root, {"baseline": [0.9], "dropout": [0.95]}, sweep="guess")
+    save_prediction(root, "guess", "baseline")
+    use_runs(monkeypatch, root)
+    at = open_page()
+    (reveal,) = [i.value for i in at.info if "predicted" in i.value]
+    assert reveal == "The class predicted **baseline**; the winner is **dropout** (95.0%)."
+    # While a run of the sweep still trains, the guess stays hidden.
+    folder = store.new_run(ScenarioSpec(name="late"), sweep="guess", variant="late", position=2)
+    update_status(folder, state="running", pid=os.getppid(), epoch=0)
+    at.run()
+    assert not [i for i in at.info if "predicted" in i.value]
+    assert any("revealed here when the sweep has ended" in i.value for i in at.info)

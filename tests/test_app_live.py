@@ -95,6 +95,25 @@ def test_runs_queued_in_the_same_millisecond_keep_their_queue_order():
     assert list(group["name"]) == ["z", "y", "x"]
 
 
+def test_a_sweep_lists_its_runs_by_position_then_seed():
+    # Queued in another order than the sweep's own (a clone queued last takes the next position).
+    runs = pd.DataFrame([{"run_id": f"20250301-12000{i}-{name}-000{i}", "name": name, "sweep": "s", "state": "queued",
+                          "epoch": 0, "epochs": 1, "created_at": iso(10 - i), "position": position, "seed": seed}
+                         for i, (name, position, seed) in enumerate([("b1", 1, 1), ("a0", 0, 0), ("b0", 1, 0),
+                                                                     ("old", None, 0), ("a1", 0, 1)])])
+    (_, _, group), = progress.group_runs(progress.progress_rows(runs, now=NOW))
+    assert list(group["name"]) == ["a0", "a1", "b0", "b1", "old"]
+
+
+def test_compare_is_offered_from_the_first_finished_epoch():
+    rows = progress.progress_rows(runs_frame(), now=NOW)
+    sweep = progress.group_runs(rows)[1][2]
+    assert progress.sweep_comparable(sweep)                       # a has finished, b is at epoch 2
+    fresh = sweep.assign(state="queued", epoch=0)
+    assert not progress.sweep_comparable(fresh)
+    assert progress.sweep_comparable(fresh.assign(epoch=[0, 1, 0]))
+
+
 def test_format_duration():
     assert [progress.format_duration(s) for s in (None, 0, 75, 3725)] == ["–", "0:00", "1:15", "1:02:05"]
 
@@ -132,8 +151,10 @@ def test_cancel_a_queued_run_and_stop_a_running_one(app_runs):
     wait_until(lambda: (RunStore(app_runs).read_run(long_id)["status"].get("epoch") or 0) >= 1, timeout=60)
     at.run()                                   # a poll: the first epoch shows up, with its curve
     (curves,) = chart_specs(at)
-    assert curves["layout"]["yaxis"]["title"]["text"] == "val loss"
-    assert [trace["name"] for trace in curves["data"]] == ["long"]     # 'waiting' never trained
+    assert curves["layout"]["yaxis"]["title"]["text"] == "loss"
+    lines = {(trace["name"], trace["line"]["dash"]) for trace in curves["data"] if trace.get("line")}
+    assert {("long", "solid"), ("long (validation)", "dash")} <= lines       # train and validation
+    assert not any("waiting" in trace["name"] for trace in curves["data"])   # 'waiting' never trained
     at.button(key=f"stop_{long_id}").click().run()
     assert runner.wait([long_id], timeout=30)
     assert RunStore(app_runs).read_run(long_id)["status"]["state"] == "stopped"
@@ -141,7 +162,8 @@ def test_cancel_a_queued_run_and_stop_a_running_one(app_runs):
     at.run()
     assert at.button(key=f"resume_{long_id}") and at.button(key=f"resume_{waiting_id}")
     assert not [b for b in at.button if b.key and b.key.startswith(("stop_", "cancel_"))]
-    assert "Compare" not in [b.label for b in at.button]      # stopped, none finished: nothing to compare
+    # A run has a finished epoch: the sweep's curves can be compared, though none finished.
+    assert "Compare" in [b.label for b in at.button]
 
     at.button(key=f"details_{long_id}").click().run()     # hand-off to the Run detail page
     assert not at.exception
@@ -174,32 +196,31 @@ def test_interrupted_run_is_resumed_after_a_restart(app_runs):
     assert not open_app().sidebar.warning      # nothing left to resume (the same runner, a new page load)
 
 
-def test_polls_while_a_terminal_run_trains_and_stops_when_it_ends(app_runs, polling):
-    # A run another living process trains (a terminal's `python -m trainlib`): shown, polled, stoppable
+def test_watches_fast_while_a_terminal_run_trains_and_slowly_when_it_ends(app_runs, polling):
+    # A run another living process trains (a terminal's `python -m trainlib`): shown, watched, stoppable
     # through its folder (the terminal's run reads the request between two batches).
     store = RunStore(app_runs)
     folder = store.new_run(tiny(name="from-terminal", epochs=3), sweep="cli")
     update_status(folder, state="running", pid=os.getppid(), epoch=1, started_at=now_iso(), heartbeat_at=now_iso())
     at = open_app()
-    assert polling == ["2s"]                                 # the sidebar's count polls on every page
+    assert polling == ["1s"]                                 # the sidebar's count, on every page
     at.switch_page("pages/live.py").run()
-    assert polling[-1] == "1s"                               # and so does the runs panel
+    assert polling[-1] == "0.5s"                             # the runs page's watcher, while runs move
     assert any("epoch 1/3" in bar.proto.text for bar in at.get("progress"))
     at.button(key=f"stop_{folder.name}").click().run()
     assert (folder / STOP_REQUEST).exists()
 
     update_status(folder, epoch=2)
-    at.run()                                                 # one tick of the timer
+    at.run()                                                 # the redraw a changed version triggers
     assert any("epoch 2/3" in bar.proto.text for bar in at.get("progress"))
 
     update_status(folder, state="finished", epoch=3)
-    calls = len(polling)
     at.run()
     assert not at.exception
-    assert polling[calls:] == [None]                         # nothing moves: no timer any more
+    assert polling[-1] == "2s"                   # nothing moves: it still watches, slowly, for new runs
     assert button(at, "Compare")
     open_app()
-    assert polling[-1] is None                               # nor in the sidebar
+    assert polling[-1] == "3s"                               # so does the sidebar
 
 
 def test_resume_refuses_a_run_whose_data_lie_outside_the_data_root(app_runs, tmp_path, monkeypatch):

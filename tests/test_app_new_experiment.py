@@ -187,3 +187,32 @@ def test_bad_integers_are_named_not_turned_into_1(app_runs):
         assert button(at, "Run").disabled
     at.text_input(key="ne_epochs").set_value("3").run()
     assert not [m for m in texts(at.error) if m.startswith("epochs")]
+
+
+def test_seeds_per_scenario_and_the_class_guess_are_kept_with_the_sweep(app_runs):
+    from trainlib.predictions import read_predictions
+
+    at = open_app()
+    button(at, REGULARIZATION).click().run()
+    make_tiny(at)
+    at.text_input(key="ne_repeats").set_value("2").run()
+    assert "**8 scenarios** (4 × 2 seeds) as sweep **regularization**" in " ".join(texts(at.markdown))
+    at.selectbox(key="ne_prediction").set_value("dropout").run()
+    button(at, "Run 8 scenarios").click().run()
+    assert not at.exception and at.title[0].value == "Runs"
+    runs = RunStore(app_runs).list_runs().set_index("name")
+    assert sorted(runs.index)[:2] == ["baseline · seed 0", "baseline · seed 1"]
+    assert runs.loc["dropout · seed 1", "variant"] == "dropout" and runs.loc["dropout · seed 1", "seed"] == 1
+    assert {v: int(p) for v, p in zip(runs["variant"], runs["position"])} == {
+        "baseline": 0, "l2": 1, "dropout": 2, "batchnorm": 3}           # repeats share their variant's place
+    assert read_predictions(app_runs, "regularization") == ["dropout"]
+    current_runner().stop_all()
+
+
+def test_a_seed_axis_and_seeds_per_scenario_are_refused_together(app_runs):
+    at = open_app()
+    at.selectbox(key="ne_axis_field_1").set_value("seed")
+    at.text_input(key="ne_axis_values_1").set_value("0, 1")
+    at.text_input(key="ne_repeats").set_value("3").run()
+    assert any("seed" in e.value and "repeats" in e.value for e in at.error)
+    assert button(at, "Run").disabled

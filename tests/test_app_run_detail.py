@@ -14,7 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import fresh_app_cache
+from apphelpers import current_runner, fresh_app_cache
 from dashboard.state import PREFILL_SPEC, SELECTED_RUN
 from trainlib import Runner, RunStore, ScenarioSpec, create_scenario, train
 from trainlib.analysis import load_trained
@@ -305,3 +305,24 @@ def test_a_folder_whose_name_is_not_utf8_does_not_take_the_page_down(trained, pa
     assert not at.exception, [e.value for e in at.exception]
     picker = at.selectbox(key="detail_run")
     assert picker.value == folder.name and len(picker.options) == 1
+
+
+def test_clone_and_change_one_knob_queues_a_run_named_by_the_difference(trained, page, tmp_path):
+    root = tmp_path / "runs"
+    source = trained["ids"]["moons-mlp"]
+    shutil.copytree(trained["store"].folder(source), root / source)
+    update_status(root / source, sweep="class", variant="moons-mlp", position=0)
+    at = page("moons-mlp", root=root)
+    at.selectbox(key="detail_knob_field").set_value("lr")
+    at.text_input(key="detail_knob_value").set_value("fast")
+    at.button(key="detail_knob_run").click().run()
+    assert any(e.value.replace("\\", "").startswith("lr: ") for e in at.error)   # named (escaped text); nothing queued
+    assert len(RunStore(root).list_runs()) == 1
+    at.text_input(key="detail_knob_value").set_value("1e-2")
+    at.button(key="detail_knob_run").click().run()
+    assert not at.exception
+    runs = RunStore(root).list_runs().set_index("name")
+    new = runs.loc["moons-mlp · lr=0.01"]
+    assert (new["lr"], new["sweep"], new["variant"], int(new["position"])) == (1e-2, "class", "moons-mlp · lr=0.01", 1)
+    assert new["hidden_sizes"] == runs.loc["moons-mlp", "hidden_sizes"]   # everything else as the run had it
+    current_runner().stop_all()

@@ -26,7 +26,25 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 RUN_NAMES = ("baseline", "l2", "dropout", "batchnorm")
-PRESET = "Regularization: baseline / L2 / dropout / BatchNorm"
+PRESET = "Regularization"            # the preset's button label
+PROJECTOR = {"width": 1280, "height": 720}      # a classroom projector: every page must read there
+# Text that must never be cut: a label or heading whose element (or a part of it) is narrower than
+# its text has been truncated ("Ca..." for Cancel) or overflows its box.
+CUT_TEXT_JS = """() => {
+  const cut = [];
+  const roots = document.querySelectorAll(
+    'button, h1, h2, h3, [data-testid="stMetricValue"], [data-testid="stMetricLabel"], [data-testid="stTab"]');
+  for (const root of roots) {
+    if (!root.offsetParent) continue;                      // not displayed
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+      if (el.offsetParent && el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX !== 'auto') {
+        cut.push(`${root.tagName.toLowerCase()}: ${root.innerText.trim().slice(0, 60)}`);
+        break;
+      }
+    }
+  }
+  return cut;
+}"""
 
 
 def _browser_available() -> str:
@@ -106,6 +124,11 @@ def open_page(page, link: str) -> None:
     wait_for_script_run(page)
 
 
+def assert_nothing_cut(page, where: str) -> None:
+    cut = page.evaluate(CUT_TEXT_JS)
+    assert not cut, f"{where}: text cut at {page.viewport_size}: {cut}"
+
+
 def _shoot(page, tmp_path: Path, name: str) -> None:
     page.mouse.move(0, 0)               # no tooltip over the picture
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
@@ -121,10 +144,8 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
     url, tmp_path = app_server
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        # Streamlit scrolls inside its own container, so a full-page picture is the viewport: make
-        # it tall when the pictures are for the docs.
-        height = 2200 if os.environ.get("SCREENSHOT_DIR") else 1000
-        page = browser.new_page(viewport={"width": 1500, "height": height})
+        # The projector's size: every page is checked for cut text there and pictured for docs/.
+        page = browser.new_page(viewport=PROJECTOR)
         page.set_default_timeout(60_000)
 
         # A fresh server's first request is a page's own URL: it still gets app.py's navigation
@@ -141,54 +162,64 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         page.goto(url)
         page.locator("h1", has_text="New experiment").first.wait_for()
         wait_for_script_run(page)
-        page.get_by_role("button", name=PRESET).first.click()
+        # The first screen says what the app is for, and a preset and Run are on it without scrolling.
+        expect(page.get_by_text("pick a preset and press Run").first).to_be_visible()
+        page.get_by_role("button", name=PRESET, exact=True).first.click()
         run_button = page.get_by_role("button", name="Run 4 scenarios").first
         run_button.wait_for()                       # the preset's rerun has drawn the four scenarios
         wait_for_script_run(page)
         expect(run_button).to_be_enabled()
-        expect(page.locator("[data-testid='stDataFrame']").first).to_be_visible()
+        for above_the_fold in (page.get_by_role("button", name=PRESET, exact=True).first, run_button):
+            box = above_the_fold.bounding_box()
+            assert box and box["y"] + box["height"] <= PROJECTOR["height"], f"below the fold at 1280x720: {box}"
+        assert_nothing_cut(page, "New experiment")
         _shoot(page, tmp_path, "new_experiment")
         run_button.click()
 
-        # Runs: the four progress live; when the sweep has ended its Compare button appears.
+        # Runs: the four progress live, with their train and validation curves as they come.
         page.locator("h1", has_text="Runs").first.wait_for()
         page.get_by_text("Queued 4 runs").first.wait_for()          # drawn by the same run, just after
-        _shoot(page, tmp_path, "runs_live")
-        # The button appears in the full rerun that ends the polling (never in a polling fragment run
-        # that a full rerun replaces a moment later): once that run has finished, a click is taken.
-        compare = page.get_by_role("button", name="Compare")
-        compare.wait_for(state="visible", timeout=120_000)       # the sweep trains: tens of seconds
+        page.get_by_text("4 runs: 4 finished").first.wait_for(timeout=120_000)   # the sweep trains
         wait_for_script_run(page)
+        # Compare was offered from the first epoch on; after the sweep it stays the one button.
+        compare = page.get_by_role("button", name="Compare", exact=True)
         expect(compare).to_have_count(1)
+        chart = page.locator("[data-testid='stPlotlyChart']").first
+        expect(chart).to_be_visible()                  # the curves stay when the runs have ended
+        assert_nothing_cut(page, "Runs")
         _shoot(page, tmp_path, "runs")
         compare.click()
         page.locator("h1", has_text="Compare runs").first.wait_for()
         wait_for_script_run(page)
 
-        # Compare: the four runs' curves and the test-accuracy bars.
+        # Compare: the four runs' curves and their test accuracies, the best one named.
         charts = page.locator("[data-testid='stPlotlyChart']")
         expect(charts.first).to_be_visible()
         curves = charts.filter(has_text="solid: train, dashed: validation").first
-        bars = charts.filter(has_text="Test accuracy").first
+        results = charts.filter(has_text="Test accuracy").first
         for name in RUN_NAMES:
             expect(curves).to_contain_text(name)
-            expect(bars).to_contain_text(name)
-        expect(bars.locator(".bars .point")).to_have_count(4)     # retried while Plotly draws
+            expect(results).to_contain_text(name)
+        expect(results).to_contain_text("Best")
         page.wait_for_timeout(500)          # let Plotly finish its transitions before the picture
+        assert_nothing_cut(page, "Compare")
         _shoot(page, tmp_path, "compare")
 
         # Every other page renders for these runs without an exception.
         open_page(page, "Run detail")
         expect(page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix").first).to_be_visible()
+        assert_nothing_cut(page, "Run detail")
         _shoot(page, tmp_path, "run_detail")
         open_page(page, "LR finder")
         page.get_by_role("button", name="Find the learning rate").first.click()
         # The search trains a few hundred batches in the page's run: wait for it to draw its result.
         page.get_by_role("button", name="Use this lr in New experiment").first.wait_for()
+        assert_nothing_cut(page, "LR finder")
         _shoot(page, tmp_path, "lr_finder")
         for link in ("Runs", "Compare", "Run detail", "LR finder", "New experiment"):
             open_page(page, link)
             assert page.locator("[data-testid='stException']").count() == 0, f"{link} shows an exception"
+            assert_nothing_cut(page, link)
         browser.close()
 
     assert (tmp_path / "compare.png").stat().st_size > 20_000

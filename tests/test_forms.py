@@ -141,6 +141,42 @@ def test_read_form_names_and_tags_the_sweep():
     assert again.sweep == "lr-3"
 
 
+def test_seeds_per_scenario_repeat_each_variant_next_to_itself():
+    rows = [{"name": "baseline", "changes": ""}, {"name": "dropout", "changes": "dropout=0.2"}]
+    result = forms.read_form(raw(seed="7"), "variants", variant_rows=rows, sweep="reg", repeats="3")
+    assert result.ok and result.repeats == 3
+    assert result.variants == ["baseline"] * 3 + ["dropout"] * 3
+    assert [s.seed for s in result.specs] == [7, 8, 9, 7, 8, 9]
+    assert [s.name for s in result.specs][:2] == ["baseline · seed 7", "baseline · seed 8"]
+    assert all(s.tags == ("reg",) for s in result.specs)
+    one = forms.read_form(raw(), "variants", variant_rows=rows, sweep="reg", repeats="")
+    assert one.repeats == 1 and one.variants == ["baseline", "dropout"] and [s.seed for s in one.specs] == [0, 0]
+
+
+@pytest.mark.parametrize("text, words", [("abc", "whole number"), ("0", "from 1 to"), ("11", "from 1 to"),
+                                         ("2.5", "whole number")])
+def test_bad_seed_counts_are_named(text, words):
+    result = forms.read_form(raw(), "grid", [("lr", "1e-2, 1e-3")], repeats=text)
+    assert result.specs == [] and words in result.errors["repeats"]
+
+
+def test_seeds_per_scenario_and_a_seed_axis_conflict():
+    result = forms.read_form(raw(), "grid", [("seed", "0, 1")], repeats="2")
+    assert result.specs == [] and "repeats" in result.errors and "seed" in result.errors["repeats"]
+
+
+def test_one_knob_changes_one_field_and_names_the_run_by_it():
+    run = ScenarioSpec(name="dropout", dropout=0.2, lr=1e-3).to_dict()
+    spec = forms.one_knob(run, "lr", "1e-2")
+    assert (spec.name, spec.lr, spec.dropout) == ("dropout · lr=0.01", 1e-2, 0.2)
+    with pytest.raises(ValueError, match="lr: is already 0.001"):
+        forms.one_knob(run, "lr", "0.001")
+    with pytest.raises(ValueError, match="^lr: "):
+        forms.one_knob(run, "lr", "fast")
+    with pytest.raises(ValueError, match="^name: is not a knob"):
+        forms.one_knob(run, "name", "x")
+
+
 def test_preview_shows_name_and_what_differs():
     specs = forms.build_grid(ScenarioSpec(), [("lr", "1e-2, 1e-3"), ("dropout", "0, 0.2")])[0]
     frame = forms.preview_frame(specs)
