@@ -200,7 +200,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         for name in RUN_NAMES:
             expect(curves).to_contain_text(name)
             expect(results).to_contain_text(name)
-        expect(results).to_contain_text("Best")
+        expect(results).to_contain_text("best: ")
         page.wait_for_timeout(500)          # let Plotly finish its transitions before the picture
         assert_nothing_cut(page, "Compare")
         _shoot(page, tmp_path, "compare")
