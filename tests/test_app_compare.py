@@ -292,3 +292,39 @@ def test_the_class_guess_is_revealed_with_the_result(tmp_path, monkeypatch):
     at.run()
     assert not [i for i in at.info if "predicted" in i.value]
     assert any("revealed here when the sweep has ended" in i.value for i in at.info)
+
+
+def test_a_run_has_one_colour_and_one_place_on_every_page_and_numbers_sort_as_numbers(tmp_path, monkeypatch):
+    """A batch-size sweep queued 16, 64, 256 (names that sort as text: bs=16, bs=256, bs=64)."""
+    root = tmp_path / "runs"
+    store = RunStore(root)
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"]
+    ids = {}
+    for position, (bs, acc) in enumerate([(16, 0.91), (64, 0.93), (256, 0.89)]):
+        spec = ScenarioSpec(name=f"bs={bs}", batch_size=bs)
+        folder = store.new_run(spec, sweep="batch", position=position)
+        write_atomic(folder / "metrics.csv", pd.DataFrame([[1, 0.5, acc, 0.6, acc, 1e-3, 0.5, 100.0]],
+                                                          columns=columns).to_csv(index=False))
+        write_json(folder / "summary.json", {"test_acc": acc})
+        update_status(folder, state="finished", epoch=1)
+        ids[spec.name] = folder.name
+    use_runs(monkeypatch, root)
+    at = open_page()
+    specs = chart_specs(at)
+    loss = titled(specs, "Loss (")
+    compare_colours = {name: named(loss, name)["line"]["color"] for name in ids}
+    assert compare_colours == {"bs=16": figures.PALETTE[0], "bs=64": figures.PALETTE[1], "bs=256": figures.PALETTE[2]}
+    assert [t["name"] for t in loss["data"] if t["name"] in ids] == ["bs=16", "bs=64", "bs=256"]   # legend order
+    assert list(titled(specs, "Test accuracy")["data"][0]["y"]) == ["bs=16", "bs=64", "bs=256"]
+    table = at.dataframe[0].value
+    assert pd.api.types.is_numeric_dtype(table["batch_size"])             # sorts 16, 64, 256 when clicked
+    assert list(table["name"]) == ["bs=64", "bs=16", "bs=256"]           # best test accuracy first
+
+    # The Runs page draws the same runs in the same colours and order.
+    runs_page = AppTest.from_file(str(Path(PAGE).parent / "live.py"), default_timeout=60).run()
+    assert not runs_page.exception
+    (curves,) = [json.loads(c.proto.spec) for c in runs_page.get("plotly_chart")]
+    runs_colours = {name: named(curves, name)["line"]["color"] for name in ids}
+    assert runs_colours == compare_colours
+    names = [m.value for m in runs_page.markdown if m.value.startswith("**bs")]
+    assert [n.replace("\\", "") for n in names] == ["**bs=16**", "**bs=64**", "**bs=256**"]
