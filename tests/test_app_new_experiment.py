@@ -207,6 +207,13 @@ def test_seeds_per_scenario_and_the_class_guess_are_kept_with_the_sweep(app_runs
         "baseline": 0, "l2": 1, "dropout": 2, "batchnorm": 3}           # repeats share their variant's place
     assert read_predictions(app_runs, "regularization") == ["dropout"]
     current_runner().stop_all()
+    # Another preset: the guess's options change with it, nothing breaks.
+    at = open_app()
+    button(at, REGULARIZATION).click().run()
+    at.selectbox(key="ne_prediction").set_value("l2").run()
+    button(at, "Learning rate").click().run()
+    assert not at.exception
+    assert at.selectbox(key="ne_prediction").options == ["(no guess)", "lr=0.1", "lr=0.01", "lr=0.001", "lr=0.0001"]
 
 
 def test_a_seed_axis_and_seeds_per_scenario_are_refused_together(app_runs):
