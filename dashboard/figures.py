@@ -929,8 +929,18 @@ def parallel_coordinates(runs: pd.DataFrame, params: Sequence[str]) -> go.Figure
 
 
 # ----------------------------------------------------------------------------- one run
-def confusion_matrix_figure(matrix: pd.DataFrame, title: str = "Confusion matrix") -> go.Figure:
-    """Counts as a heatmap: true classes down (first class on top), predicted classes across."""
+def cell_font_size(columns: int, widest: int, plot_width_px: int) -> int:
+    """The largest font (px, at most FONT_SIZE + 2, at least 9) at which `widest` digits fit a cell
+    of a plot area `plot_width_px` wide split into `columns` cells (a digit is ~0.62 em wide)."""
+    cell = plot_width_px / max(columns, 1)
+    return int(max(9, min(FONT_SIZE + 2, cell * 0.85 / (0.62 * max(widest, 1)))))
+
+
+def confusion_matrix_figure(matrix: pd.DataFrame, title: str = "Confusion matrix",
+                            plot_width_px: int = 320) -> go.Figure:
+    """Counts as a heatmap: true classes down (first class on top), predicted classes across. The
+    numbers' font shrinks until the widest count fits its cell in a plot area of `plot_width_px`
+    (the page's column minus the axis labels; 1135 in ten classes spilled out at 1280x720)."""
     counts = matrix.to_numpy()
     totals = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -939,7 +949,9 @@ def confusion_matrix_figure(matrix: pd.DataFrame, title: str = "Confusion matrix
     labels_y = [str(i) for i in matrix.index]
     fig = go.Figure(go.Heatmap(
         z=counts, x=labels_x, y=labels_y, customdata=share, colorscale="Blues", showscale=False,
-        text=counts, texttemplate="%{text}", textfont={"size": FONT_SIZE + 2},
+        text=counts, texttemplate="%{text}",
+        textfont={"size": cell_font_size(len(matrix.columns), len(str(int(counts.max()))) if counts.size else 1,
+                                         plot_width_px)},
         hovertemplate="true %{y}<br>predicted %{x}<br>%{z} samples (%{customdata:.1f} % of the row)<extra></extra>"))
     side = max(HEIGHT, 60 * len(labels_y) + 200)
     style(fig, title, "predicted class", "true class", height=side)

@@ -298,10 +298,12 @@ with evaluation_tab:
                    f"{report['split']} split, {report['samples']} samples{accuracy}. The run's test accuracy "
                    "above comes from its last epoch's weights, so the two can differ.")
         if report["confusion"] is not None:
-            left, right = st.columns(2)
+            # Beyond five classes the matrix takes the whole width: its counts stay readable at 1280x720.
+            wide = len(report["confusion"].columns) > 5
+            left, right = (st.container(), st.container()) if wide else st.columns(2)
             with left:
-                st.plotly_chart(figures.confusion_matrix_figure(report["confusion"]), theme=None,
-                                config=figures.chart_config(f"{name}_confusion"), key="detail_confusion")
+                st.plotly_chart(figures.confusion_matrix_figure(report["confusion"], plot_width_px=700 if wide else 320),
+                                theme=None, config=figures.chart_config(f"{name}_confusion"), key="detail_confusion")
             with right:
                 st.plotly_chart(figures.per_class_accuracy_figure(report["per_class"]), theme=None,
                                 config=figures.chart_config(f"{name}_per_class"), key="detail_per_class")

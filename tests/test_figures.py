@@ -583,3 +583,14 @@ def test_live_figure_without_epochs_says_so():
     empty = pd.DataFrame(columns=["run_id", "name", "epoch", "train_loss", "val_loss", "seconds"])
     fig = live_figure(empty, pd.DataFrame({"run_id": ["x"], "state": ["queued"]}))
     assert not fig.data and "No finished epochs" in fig.layout.annotations[0].text
+
+
+def test_confusion_matrix_counts_fit_their_cells():
+    # ten classes of about a thousand test images each (MNIST): four digits per cell
+    matrix = pd.DataFrame(np.diag([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]))
+    half = figures.confusion_matrix_figure(matrix).data[0].textfont.size
+    wide = figures.confusion_matrix_figure(matrix, plot_width_px=700).data[0].textfont.size
+    assert half * 0.62 * 4 <= 320 / 10 and wide * 0.62 * 4 <= 700 / 10       # four digits fit a cell
+    assert half < wide <= figures.FONT_SIZE + 2
+    three = figures.confusion_matrix_figure(pd.DataFrame(np.diag([300, 310, 290]))).data[0].textfont.size
+    assert three == figures.FONT_SIZE + 2                                     # few classes: full size

@@ -1,5 +1,5 @@
 """bench/live_demo.py's pure parts: the ratio and goal table, the fake runs RunStore reads back, the
-sweep command, the CPU readings. No browser, no server, no timing asserted (speed is read from the
+sweep command, the CPU readings, the Compare refresh summary and the chart title it reads the page by. No browser, no server, no timing asserted (speed is read from the
 benchmark, never from a test)."""
 from __future__ import annotations
 
@@ -123,3 +123,60 @@ def test_cpu_readings_come_from_proc(bench):
     assert mine in after and after[mine] >= before[mine] and bench.cpu_seconds(mine) > 0
     assert bench.cpu_delta(before, after) >= 0
     assert bench.cpu_seconds(2 ** 22 + 12345) is None      # no such process
+
+
+def test_refresh_summary_gives_net_cpu_medians_and_the_goals_verdict(bench):
+    refreshes = [{"server_cpu_ms": 150.0, "point_ms": 400.0, "caption_ms": 500.0, "done_ms": 900.0,
+                  "browser_cpu_ms": 90.0},
+                 {"server_cpu_ms": 190.0, "point_ms": 700.0, "caption_ms": None, "done_ms": 1000.0,
+                  "browser_cpu_ms": 110.0},
+                 {"server_cpu_ms": 250.0, "point_ms": None, "caption_ms": 250.0, "done_ms": 450.0,
+                  "browser_cpu_ms": 100.0}]
+    summary = bench.refresh_summary(refreshes, idle_tab_ms_per_s=20.0)
+    # less 20 ms/s x the time until the caption showed the epoch; unknown without that time
+    assert [r["net_cpu_ms"] for r in refreshes] == [140.0, None, 245.0]
+    assert (summary["n"], summary["median_server_cpu_ms"], summary["median_net_cpu_ms"]) == (3, 190.0, 192.5)
+    assert (summary["median_point_ms"], summary["median_caption_ms"], summary["median_done_ms"]) == (550.0, 375.0, 900.0)
+    assert summary["median_browser_cpu_ms"] == 100.0
+    assert (summary["goal_ms"], summary["verdict"]) == (200.0, "pass")
+    assert bench.refresh_summary([{"server_cpu_ms": 201.0, "caption_ms": 100.0}], None)["verdict"] == "miss"
+    empty = bench.refresh_summary([], 5.0)
+    assert (empty["n"], empty["median_server_cpu_ms"], empty["verdict"]) == (0, None, "n/a")
+
+    result = {"summary": summary, "idle_tab_cpu_ms_per_s": 20.0, "idle_no_tab_cpu_ms_per_s": 1.5, "idle_s": 10.0,
+              "load_s": 4.2, "charts": 5}
+    text = bench.format_compare_browser(result)
+    assert "server CPU per refresh" in text and "190 ms" in text and "goal < 200 ms: pass" in text
+    assert "20.0 ms/s with the tab open" in text and "1.5 ms/s with no tab" in text and "5 charts" in text
+
+
+def test_cpu_rate_is_ms_per_second(bench):
+    assert bench.cpu_rate(1.0, 1.5, 10.0) == pytest.approx(50.0)
+    assert bench.cpu_rate(None, 1.5, 10.0) is None and bench.cpu_rate(1.0, 1.5, 0.0) is None
+
+
+def test_the_compare_selectors_match_the_figures(bench, tmp_path):
+    """LOSS_TITLE picks the loss overlay, not its per-run panels; the running run's trace holds the most points."""
+    from dashboard import figures, tables
+    root = tmp_path / "runs"
+    ids = bench.build_fake_runs(root, runs=3, epochs=6, sweep="fake", running=1)
+    bench.append_epoch(root / ids[-1])
+    store = RunStore(root)
+    metrics = tables.with_names(store.load_metrics(ids), tables.unique_names(store.list_runs()))
+    overlay = figures.curves_overlay(metrics, "loss", "epoch")
+    assert overlay.layout.title.text.startswith(bench.LOSS_TITLE)
+    for other in (figures.curves_small_multiples(metrics, "loss", "epoch"), figures.curves_overlay(metrics, "acc", "epoch")):
+        assert not other.layout.title.text.startswith(bench.LOSS_TITLE)
+    longest = max((figures.values(trace.x) for trace in overlay.data), key=len)
+    assert longest == list(range(1, 8))          # the running run's trace: epochs 1..7
+    assert bench.RUNNING_CAPTION.format(epoch=7) == "running 7/"
+
+
+def test_compare_flags(bench):
+    quick = bench.parse_args(["--out", "x.json", "--quick", "--compare-browser-only"])
+    assert quick.compare_browser_only and (quick.compare_refreshes, quick.idle_seconds) == (3, 5.0)
+    full = bench.parse_args(["--out", "x.json"])
+    assert not full.compare_browser_only and (full.compare_refreshes, full.idle_seconds) == (5, 10.0)
+    assert bench.parse_args(["--out", "x.json", "--compare-refreshes", "7"]).compare_refreshes == 7
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", "x.json", "--skip-browser", "--compare-browser-only"])
