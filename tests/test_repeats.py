@@ -3,12 +3,14 @@ written by hand with known test accuracies."""
 from __future__ import annotations
 
 import math
+import time
 
 import pandas as pd
 import pytest
 
 from trainlib import RunStore, ScenarioSpec
-from trainlib.repeats import Verdict, baseline_variant, format_p, format_points, variant_table, verdicts
+from trainlib.repeats import (Verdict, baseline_variant, format_p, format_points, group_labels, variant_table,
+                              verdicts)
 from trainlib.runfiles import now_iso, update_status, write_json
 
 
@@ -121,9 +123,46 @@ def test_a_variant_with_no_finished_run_says_so(runs_dir):
     assert verdicts(store.list_runs().head(0)) == []
 
 
-def test_identical_seeds_on_both_sides(runs_dir):
-    (same,) = verdicts(sweep_of(RunStore(), {"baseline": [0.9, 0.9], "copy": [0.9, 0.9]}))
-    assert same.p_value == 1.0 and same.text == "copy vs baseline: +0.0 points, within seed noise"
+def test_seeds_that_all_agree_on_both_sides_cannot_tell(runs_dir):
+    # Welch's t is undefined without any spread; "larger than seed noise" for 0.92 vs 0.90 would be
+    # a claim about a noise nobody measured.
+    same, apart = verdicts(sweep_of(RunStore(), {"baseline": [0.9, 0.9], "copy": [0.9, 0.9], "other": [0.92, 0.92]}))
+    assert same.p_value is None and same.text == "copy vs baseline: +0.0 points, every seed gave the same value: cannot tell"
+    assert apart.p_value is None and apart.text.startswith("other vs baseline: +2.0 points, every seed gave the same")
+
+
+def test_a_seed_run_twice_counts_once_the_newest(runs_dir):
+    store = RunStore()
+    fake_run(store, "baseline", 0, 0.90)
+    fake_run(store, "baseline", 1, 0.92)
+    fake_run(store, "wide", 0, 0.93, position=1)
+    time.sleep(0.01)                                # created_at has milliseconds: the reruns come later
+    fake_run(store, "baseline", 1, 0.95)            # seed 1 again (a rerun): its newest run counts
+    fake_run(store, "wide", 0, 0.94, position=1)    # one seed twice is still one seed
+    table = variant_table(store.list_runs()).set_index("variant")
+    assert (table.loc["baseline", "runs"], table.loc["baseline", "n"]) == (3, 2)
+    assert sorted(table.loc["baseline", "test_accs"]) == [0.90, 0.95]
+    assert (table.loc["wide", "n"], table.loc["wide", "test_accs"]) == (1, [0.94])
+    (verdict,) = verdicts(store.list_runs())
+    assert verdict.text.endswith("one seed: cannot tell")
+
+
+def test_groups_never_span_two_sweeps_nor_runs_outside_a_sweep(runs_dir):
+    store = RunStore()
+    for sweep in ("monday", "tuesday"):
+        for seed, acc in enumerate([0.90, 0.91]):
+            fake_run(store, "baseline", seed, acc, sweep=sweep)
+    alone = [fake_run(store, "solo", seed, 0.8, sweep=None, position=None) for seed in (0, 1)]
+    runs = store.list_runs()
+    labels = dict(zip(runs["run_id"], group_labels(runs)))
+    assert sorted(set(labels.values()) - {labels[r] for r in alone}) == ["baseline · monday", "baseline · tuesday"]
+    assert {labels[r] for r in alone} == {"solo · seed 0", "solo · seed 1"}      # names differ: as they are
+    table = variant_table(runs).set_index("variant")
+    assert table.loc["baseline · monday", "n"] == 2 and table.loc["baseline · tuesday", "n"] == 2
+    one_sweep = runs[runs["sweep"] == "monday"]
+    assert set(group_labels(one_sweep)) == {"baseline"}                          # one sweep: the variant alone
+    twins = pd.DataFrame({"run_id": ["a", "b"], "name": ["same", "same"], "sweep": [None, None]})
+    assert list(group_labels(twins)) == ["same · a", "same · b"]                # outside a sweep: never grouped
 
 
 def test_numbers_in_the_verdicts():

@@ -8,7 +8,13 @@
 A difference between two variants means something only when it is larger than what changing the
 seed alone does: the course's four regularization runs differ by less than that. The verdict comes
 from Welch's t-test over the seeds' test accuracies (trainlib.stats), and says "cannot tell" when a
-side has a single seed. Only finished runs with a test accuracy count.
+side has a single seed, or when every seed of both sides gave the same value (no spread to judge
+by). Only finished runs with a test accuracy count, and each seed once: a seed run twice (a rerun)
+is one sample, not two, so the newest of its runs counts.
+
+What is a variant (group_labels): runs of one sweep with the same variant name differ only by their
+seed. Runs of two sweeps never share a group (their other settings may differ), nor do runs outside
+a sweep (each is its own group).
 """
 from __future__ import annotations
 
@@ -37,28 +43,65 @@ class Verdict:
     test_name: str                 # "Welch's t-test over seeds, p = 0.43 (two-sided, alpha 0.05)"
 
 
-def _with_variants(runs: pd.DataFrame) -> pd.DataFrame:
-    """runs with a variant in every row: a frame made before runs had one groups by name."""
-    if "variant" not in runs:
-        return runs.assign(variant=runs["name"])
-    return runs.assign(variant=runs["variant"].where(runs["variant"].notna(), runs["name"]))
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def group_labels(runs: pd.DataFrame) -> pd.Series:
+    """The group of each run (list_runs() rows), as a label, indexed like `runs`: runs that differ
+    only by their seed share one.
+
+    A run of a sweep: its variant (its name for a run from before variants were stored); with runs
+    of several sweeps in the frame, "variant · sweep", so that two sweeps' "baseline" stay apart. A
+    run outside a sweep: its name alone, with " · run_id" when another row has the same label."""
+    names = [_text(n) or r for n, r in zip(runs["name"] if "name" in runs else runs["run_id"], runs["run_id"])]
+    variants = runs["variant"] if "variant" in runs else pd.Series([None] * len(runs), index=runs.index)
+    sweeps = [_text(s) for s in (runs["sweep"] if "sweep" in runs else [None] * len(runs))]
+    several = len({s for s in sweeps if s is not None}) > 1
+    labels = []
+    for name, variant, sweep in zip(names, variants, sweeps):
+        if sweep is None:
+            labels.append(None)
+        else:
+            variant = _text(variant) or name
+            labels.append(f"{variant} · {sweep}" if several else variant)
+    taken = {label for label in labels if label is not None}
+    alone = [name for name, label in zip(names, labels) if label is None]
+    out = [label if label is not None
+           else (name if name not in taken and alone.count(name) == 1 else f"{name} · {run_id}")
+           for label, name, run_id in zip(labels, names, runs["run_id"])]
+    return pd.Series(out, index=runs.index, dtype=object)
+
+
+def _one_per_seed(done: pd.DataFrame) -> pd.DataFrame:
+    """The counted runs of one variant, one per seed: the newest run of a seed (by creation time,
+    then run id) counts; runs whose seed is unknown all count."""
+    if "seed" not in done or done.empty:
+        return done
+    seeds = pd.to_numeric(done["seed"], errors="coerce")
+    created = done["created_at"].fillna("").astype(str) if "created_at" in done else ""
+    newest = done.assign(_seed=seeds, _created=created).sort_values(["_created", "run_id"], kind="stable")
+    known = newest[newest["_seed"].notna()].drop_duplicates("_seed", keep="last")
+    keep = set(known.index) | set(newest[newest["_seed"].isna()].index)
+    return done[done.index.isin(keep)]
 
 
 def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per variant of `runs` (list_runs() rows, usually one sweep's), in the sweep's order:
     by position, then first appearance. Columns (TABLE_COLUMNS): variant, position (<NA> outside a
     sweep), runs (all of the variant's), finished (state finished), n (finished with a test
-    accuracy: the runs counted), mean/std/min/max_test_acc over those n (fractions, as the engine
-    writes them; std is the sample std, NaN for n < 2), and lists over those n in run order:
-    test_accs, seeds (None for a seed a file does not hold) and run_ids."""
+    accuracy, one per seed: the runs counted), mean/std/min/max_test_acc over those n (fractions, as
+    the engine writes them; std is the sample std, NaN for n < 2), and lists over those n in run
+    order: test_accs, seeds (None for a seed a file does not hold) and run_ids. Variants are
+    group_labels(runs)."""
     if runs.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    runs = _with_variants(runs)
+    runs = runs.assign(variant=group_labels(runs))
     test_acc = pd.to_numeric(runs["test_acc"], errors="coerce")
     counted = (runs["state"] == "finished") & test_acc.notna()
     rows = []
     for first_seen, (variant, group) in enumerate(runs.groupby("variant", sort=False)):
-        done = group[counted.loc[group.index]]
+        done = _one_per_seed(group[counted.loc[group.index]])
         accs = [float(acc) for acc in test_acc.loc[done.index]]
         positions = group["position"].dropna() if "position" in group else []
         seeds = done["seed"] if "seed" in done else pd.Series([None] * len(done), dtype=object)
@@ -109,6 +152,11 @@ def compare(variant: str, accs: list[float], baseline: str, base_accs: list[floa
     if len(accs) < 2 or len(base_accs) < 2:
         return Verdict(variant, baseline, diff, None, f"{points}, one seed: cannot tell",
                        f"{TEST}: needs 2 or more seeds on each side (--repeats 3 gives 3)")
+    if len(set(accs)) == 1 and len(set(base_accs)) == 1:
+        # No seed changed anything on either side (a small test set, a deterministic model): there is
+        # no seed noise to measure the difference against, and Welch's t is undefined.
+        return Verdict(variant, baseline, diff, None, f"{points}, every seed gave the same value: cannot tell",
+                       f"{TEST}: needs seeds that differ on at least one side")
     _, _, p = welch_t_test(accs, base_accs)
     noise = "larger than seed noise" if p < ALPHA else "within seed noise"
     return Verdict(variant, baseline, diff, p, f"{points}, {noise}",
