@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import progress
 from dashboard.shell import SHELL_RAN
 from dashboard.state import get_runner
 from dashboard.text import plain
@@ -25,21 +24,23 @@ navigation = st.navigation([
     st.Page("pages/lr_finder.py", title="LR finder", icon=":material/trending_down:"),
 ])
 
+# These pages watch the runs folder themselves (dashboard/watch.py) and redraw the whole app, this
+# sidebar included, when a run's state changes: a second poller there would only cost CPU.
+SELF_WATCHING = ("live", "compare")          # url paths of pages/live.py and pages/compare.py
+
 runner = get_runner()
 device = st.cache_resource(show_spinner=False)(describe_device)()
-rows = progress.progress_rows(runner.store.list_runs(), live_ids=runner.live_ids())
-active = runner.busy() or progress.any_active(rows)
-still_interrupted = set(rows.loc[rows["state"] == "interrupted", "run_id"]) if not rows.empty else set()
+runs = runner.store.list_runs()
+active = runner.busy() or bool(runs["state"].isin(("queued", "running")).any())
+still_interrupted = set(runs.loc[runs["state"] == "interrupted", "run_id"]) if not runs.empty else set()
 interrupted = [run_id for run_id in runner.interrupted_at_start if run_id in still_interrupted]
 
 
-@st.fragment(run_every="1s" if active else "3s")
 def training_now() -> None:
-    """The sidebar's live count. It polls even when nothing runs (a few stats every 3 s), so a tab
-    left open learns of runs another tab or a terminal starts; it redraws only itself."""
-    now = progress.progress_rows(runner.store.list_runs(), live_ids=runner.live_ids())
-    counts = progress.count_states(now)
-    st.markdown(f"**Training now**  \n{counts.get('running', 0)} running · {counts.get('queued', 0)} queued")
+    """The sidebar's live count, from the runs' status files (a stat each: the store caches)."""
+    states = runner.store.list_runs()["state"]
+    running, queued = int((states == "running").sum()), int((states == "queued").sum())
+    st.markdown(f"**Training now**  \n{running} running · {queued} queued")
 
 
 with st.sidebar:
@@ -47,7 +48,12 @@ with st.sidebar:
     st.markdown(f"**Runs folder**  \n`{runner.store.root.resolve()}`")
     st.markdown(f"**Workers**  \n{runner.workers} run{'s' if runner.workers != 1 else ''} at a time: "
                 f"{plain(runner.describe_executor())}")
-    training_now()
+    if navigation.url_path in SELF_WATCHING:
+        training_now()
+    else:
+        # Elsewhere it polls even when nothing runs (a few stats every 3 s), so a tab left open learns
+        # of runs another tab or a terminal starts; it redraws only itself.
+        st.fragment(run_every="1s" if active else "3s")(training_now)()
     if interrupted:
         n = len(interrupted)
         st.warning(f"{n} run{'s were' if n != 1 else ' was'} found interrupted when the dashboard started "

@@ -34,8 +34,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from dashboard import tables
-
 # Okabe & Ito (2008), ordered for a white background: orange and vermillion apart, the pale yellow last.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 TEMPLATE = "plotly_white"
@@ -75,20 +73,15 @@ def _stable_index(text: str) -> int:
 
 
 def run_colors(runs: pd.DataFrame | Iterable[str]) -> dict[str, str]:
-    """run_id -> colour, the same on every page for the same runs shown together.
+    """run_id -> colour, the same for a run on every page and in every selection.
 
-    A run of a sweep is coloured by its variant's position in the sweep: PALETTE[position % 8], so the
-    repeats of a variant (same position, other seeds) share a colour, and a run keeps its colour when
-    other runs of its sweep are added to or taken from the selection. A run without a position (a
-    single run, or one from before positions were stored) gets PALETTE[crc32(run_id) % 8]: stable, but
-    not chosen to differ from its neighbours.
-
-    Several sweeps in one frame: positions would collide (each sweep has a position 0), so the sweeps
-    are taken oldest first (tables.run_order) and each sweep's positions are offset by the number of
-    variants (largest position + 1) of the earlier sweeps in the frame: sweep A (3 variants) gets
-    colours 0-2, sweep B colours 3... So pass the runs that are shown together in one chart (a Runs
-    page group, a Compare selection, the run of Run detail with the runs of its sweep); one sweep
-    alone always gets PALETTE[position % 8].
+    A run of a sweep gets PALETTE[position % 8], its variant's position in its sweep: the repeats of a
+    variant (same position, other seeds) share a colour, and a run keeps its colour whatever else is
+    shown with it (other runs of its sweep, other sweeps, the run alone on Run detail). Two sweeps shown
+    together may therefore share colours (each has a position 0); their runs' legend names tell them
+    apart. A run without a position (a single run, or one from before positions were stored) gets
+    PALETTE[crc32(run_id) % 8], or the next colour that no other run of the frame has: the same on
+    every page that shows it with the same runs.
 
     Given run ids alone (not a frame), the palette is dealt in the order given.
     """
@@ -98,28 +91,17 @@ def run_colors(runs: pd.DataFrame | Iterable[str]) -> dict[str, str]:
             if run_id not in out:
                 out[run_id] = PALETTE[len(out) % len(PALETTE)]
         return out
-    if runs.empty:
-        return {}
-    frame = tables.select(runs, tables.run_order(runs))
-    positions = (pd.to_numeric(frame["position"], errors="coerce") if "position" in frame.columns
-                 else pd.Series(np.nan, index=frame.index))
-    sweeps = frame["sweep"] if "sweep" in frame.columns else pd.Series(None, index=frame.index)
-    offsets: dict[str, int] = {}
-    total = 0
-    for sweep, position in zip(sweeps, positions):      # run order: the oldest sweep first
-        if pd.isna(position):
-            continue
-        key = sweep if isinstance(sweep, str) else ""
-        if key not in offsets:
-            offsets[key] = total
-            in_sweep = positions[sweeps.map(lambda s: (s if isinstance(s, str) else "") == key)]
-            total += int(in_sweep.max()) + 1
-    colors = {}
-    for run_id, sweep, position in zip(frame["run_id"], sweeps, positions):
-        if pd.isna(position):
-            colors[run_id] = PALETTE[_stable_index(str(run_id))]
-        else:
-            colors[run_id] = PALETTE[(offsets[sweep if isinstance(sweep, str) else ""] + int(position)) % len(PALETTE)]
+    positions = (pd.to_numeric(runs["position"], errors="coerce") if "position" in runs.columns
+                 else pd.Series(np.nan, index=runs.index))
+    colors = {run_id: PALETTE[int(position) % len(PALETTE)]
+              for run_id, position in zip(runs["run_id"], positions) if not pd.isna(position)}
+    # Runs without a position, in run-id order (the same whatever the frame's order): their hashed
+    # colour, or the next one no other run of the frame has while there is one.
+    for run_id in sorted((r for r, position in zip(runs["run_id"], positions) if pd.isna(position)), key=str):
+        start, taken = _stable_index(str(run_id)), set(colors.values())
+        free = [PALETTE[(start + step) % len(PALETTE)] for step in range(len(PALETTE))
+                if PALETTE[(start + step) % len(PALETTE)] not in taken]
+        colors[run_id] = free[0] if free else PALETTE[start]
     return {run_id: colors[run_id] for run_id in runs["run_id"]}
 
 
@@ -848,8 +830,6 @@ def accuracy_dots(runs: pd.DataFrame, colors: Mapping[str, str] | None = None) -
     layout["yaxis"]["automargin"] = True
     return figure(traces, layout)
 
-
-test_accuracy_bars = accuracy_dots      # its former name (bars from 0 to 100 %)
 
 
 def _natural_key(text: str) -> tuple:

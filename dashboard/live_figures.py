@@ -101,21 +101,6 @@ def _layout(fig: go.Figure, height: int) -> go.Figure:
     return fig
 
 
-def live_loss_figure(metrics: pd.DataFrame, value: str = "val_loss", height: int = 280) -> go.Figure:
-    """One line per run (legend: its name) of `value` per epoch, from a long metrics table
-    (columns run_id, name, epoch, value) as RunStore.load_metrics returns it."""
-    fig = go.Figure()
-    if not metrics.empty and value in metrics:
-        for run_id, run in metrics.groupby("run_id", sort=False):
-            run = run.sort_values("epoch")
-            name = str(run["name"].iloc[0]) if "name" in run else str(run_id)
-            fig.add_trace(go.Scatter(x=run["epoch"], y=run[value], mode="lines+markers", name=name,
-                                     line=dict(width=3), marker=dict(size=8)))
-    fig.update_xaxes(title_text="epoch", dtick=1 if metrics.empty or metrics["epoch"].max() <= 20 else None)
-    fig.update_yaxes(title_text=value.replace("_", " "))
-    return _layout(fig, height)
-
-
 def lr_finder_figure(frame: pd.DataFrame, suggested_lr: float | None, height: int = 420) -> go.Figure:
     """Loss against learning rate (log x): raw loss faint, smoothed loss bold, the suggested lr as a
     dashed vertical line. The y axis stops a little above the starting loss, so the blow-up at the

@@ -3,7 +3,7 @@
     rows = progress_rows(store.list_runs(), runner.snapshot(), metrics, live_ids=runner.live_ids())
     rows[["name", "state", "epoch", "epochs", "fraction", "elapsed_s", "eta_s", "last_val_acc", "action"]]
     for title, sweep, group in group_runs(rows): ...       # newest group first
-    progress_text(row)      # 'epoch 2/5 · 0:12 elapsed · about 0:18 left'
+    progress_text(row)      # 'epoch 2/5 · 6.0 s per epoch · ends about 10:42:31'
 
 Reads the store's rows (every run in the folder, the CLI's included) and adds what only this
 process knows from the runner's snapshot (elapsed time of its own running runs).
@@ -11,7 +11,7 @@ process knows from the runner's snapshot (elapsed time of its own running runs).
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
@@ -20,7 +20,7 @@ from trainlib.liveness import parse_time
 from trainlib.store import ACTIVE_STATES, RESUMABLE_STATES
 
 COLUMNS = ["run_id", "name", "sweep", "position", "seed", "state", "epoch", "epochs", "fraction", "elapsed_s",
-           "eta_s", "seconds_per_epoch", "last_val_acc", "created_at", "error", "live", "action"]
+           "eta_s", "ends_at", "seconds_per_epoch", "last_val_acc", "created_at", "error", "live", "action"]
 STATE_COLORS = {"queued": "gray", "running": "blue", "finished": "green", "stopped": "orange",
                 "failed": "red", "diverged": "red", "interrupted": "violet"}
 
@@ -101,12 +101,14 @@ def progress_rows(runs: pd.DataFrame, snapshot: Mapping[str, Mapping[str, Any]] 
                      "sweep": run.get("sweep") if isinstance(run.get("sweep"), str) else None,
                      "position": _number(run.get("position")), "seed": _number(run.get("seed")),
                      "state": state, "epoch": epoch, "epochs": epochs, "fraction": fraction,
-                     "elapsed_s": elapsed, "eta_s": eta, "seconds_per_epoch": per_epoch,
+                     "elapsed_s": elapsed, "eta_s": eta,
+                     "ends_at": now + timedelta(seconds=eta) if eta is not None else None,
+                     "seconds_per_epoch": per_epoch,
                      "last_val_acc": last_acc, "created_at": run.get("created_at") or "",
                      "error": run.get("error") if isinstance(run.get("error"), str) else None,
                      "live": is_live, "action": action_for(state, is_live)})
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("sweep", "error", "action"):
+    for column in ("sweep", "error", "action", "ends_at"):
         # object, not pandas' string dtype: a missing value stays None (falsy), never NaN (truthy)
         frame[column] = pd.Series([row[column] for row in rows], index=frame.index, dtype=object)
     if frame.empty:
@@ -190,15 +192,22 @@ def format_duration(seconds: float | None) -> str:
 
 
 def progress_text(row: Mapping[str, Any]) -> str:
-    """The words on a run's progress bar."""
+    """The words on a run's progress bar.
+
+    A running run's bar says when it should end, as a clock time, and the time an epoch takes, not
+    a countdown: the page is drawn again only when an epoch ends (dashboard/watch.py), and a
+    countdown would stand still in between, then jump."""
     parts = [f"epoch {row['epoch']}/{row['epochs']}" if row.get("epochs") else "epoch –"]
     if row["state"] == "queued":
         parts.append("waiting for a worker")
+    elif row["state"] == "running":
+        per_epoch, ends_at = _number(row.get("seconds_per_epoch")), row.get("ends_at")
+        if per_epoch is not None and isinstance(ends_at, datetime):
+            parts.append(f"{per_epoch:.1f} s per epoch · ends about {ends_at.astimezone():%H:%M:%S}")
+        else:
+            parts.append("estimating the end")
     else:
         parts.append(f"{format_duration(_number(row.get('elapsed_s')))} elapsed")
-    if row["state"] == "running":
-        eta = _number(row.get("eta_s"))
-        parts.append(f"about {format_duration(eta)} left" if eta is not None else "estimating time left")
     acc = _number(row.get("last_val_acc"))
     if acc is not None:
         parts.append(f"val acc {acc:.1%}")

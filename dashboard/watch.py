@@ -1,63 +1,79 @@
-"""Redraw a page when the runs folder changed, and only then.
+"""Redraw a page when what it shows of the runs folder changed, and only then.
 
-    version = watch.runs_version(store, run_ids)        # before the page reads anything
+    drawn = watch.runs_version(store)                  # first, before the page reads anything
     ... draw the page from the store ...
-    watch.rerun_on_change(lambda: watch.runs_version(store, run_ids), version, active)
+    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, every, watched=run_ids)
 
 Why: a page that redraws itself every second costs the server the whole page per open tab per
 second (every chart rebuilt and sent again), and on a laptop that also trains, the class watches
 training slow down. Here each tab polls a *version* of the runs folder: the cached run list (one
-stat per file of each run; a file is parsed again only when it changed) plus the size and time of
-each run's metrics.csv. The page is drawn again only when that version moved: a new run, a new
-epoch, a state change. A tab with nothing running keeps polling, slowly, so it learns of runs that
-another tab or a terminal started.
+stat per file of each run; a file is parsed again only when it changed) plus the stamp of each
+run's metrics.csv. The page is drawn again only when the part of that version it shows moved: its
+runs' epochs, states and results, or the set of runs (a new run, another state to filter by). A tab
+with nothing running keeps polling, slowly, so it learns of runs another tab or a terminal started.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable, Hashable, Iterable
+from typing import Callable, Collection, Hashable
 
+import pandas as pd
 import streamlit as st
 
-from trainlib.store import RunStore
+from trainlib.store import ACTIVE_STATES, RunStore
 
-ACTIVE_EVERY = "0.5s"     # while a run is queued or running: a new epoch shows within half a second
-IDLE_EVERY = "2s"         # nothing moving: notice a run started elsewhere within two seconds
+FIRST_POINT_EVERY = "0.5s"   # a run has started and its first epoch is due: show it within half a second
+ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a second
+IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
 _SEEN = "watch_seen_version"
 
 
-def _metrics_stamp(folder: str) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(os.path.join(folder, "metrics.csv"))
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
-def runs_version(store: RunStore, run_ids: Iterable[str] | None = None) -> Hashable:
-    """What a page shows of the runs folder, as a comparable value: every run's id, state, epoch and
-    test accuracy, and the stamp of metrics.csv of `run_ids` (None: of every run). Heartbeats are
-    left out on purpose: they rewrite status.json every few seconds and change nothing on screen."""
+def runs_version(store: RunStore) -> tuple:
+    """Every run's (id, sweep, state, epoch, test accuracy, metrics.csv stamp), as a comparable value.
+    Heartbeats are left out on purpose: they rewrite status.json every few seconds and change
+    nothing on screen."""
     runs = store.list_runs()
     if runs.empty:
         return ()
-    watched = set(runs["run_id"]) if run_ids is None else set(run_ids)
-    root = str(store.root)
     return tuple(
-        (run_id, state, epoch, None if test_acc != test_acc else test_acc,    # NaN != NaN
-         _metrics_stamp(os.path.join(root, run_id)) if run_id in watched else None)
-        for run_id, state, epoch, test_acc in zip(runs["run_id"], runs["state"], runs["epoch"], runs["test_acc"]))
+        (run_id, sweep if isinstance(sweep, str) else None, state, int(epoch),
+         None if pd.isna(test_acc) else float(test_acc), store.metrics_stamp(run_id))
+        for run_id, sweep, state, epoch, test_acc
+        in zip(runs["run_id"], runs["sweep"], runs["state"], runs["epoch"], runs["test_acc"]))
 
 
-def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, active: bool, key: str = "page") -> None:
-    """Poll version_now() (every ACTIVE_EVERY while `active`, else IDLE_EVERY) and rerun the whole
-    page when it differs from `drawn`, the version the page was drawn from. Call it once per page
-    run, after drawing; it draws nothing itself."""
-    st.session_state[f"{_SEEN}_{key}"] = drawn
+def narrow(version: tuple, watched: Collection[str] | None) -> tuple:
+    """The part of a version a page shows: everything of the `watched` runs (None: of all), and of
+    the others only that they exist, their sweep and their state (what the page's choices list)."""
+    if watched is None:
+        return version
+    watched = set(watched)
+    return tuple(entry if entry[0] in watched else entry[:3] for entry in version)
 
-    @st.fragment(run_every=ACTIVE_EVERY if active else IDLE_EVERY)
+
+def poll_every(runs: pd.DataFrame) -> str:
+    """How often a page polls, from list_runs() rows: fast while a first epoch is due, every second
+    while runs move, slowly otherwise."""
+    if runs.empty:
+        return IDLE_EVERY
+    moving = runs[runs["state"].isin(ACTIVE_STATES)]
+    if moving.empty:
+        return IDLE_EVERY
+    if ((moving["state"] == "running") & (moving["epoch"] == 0)).any():
+        return FIRST_POINT_EVERY
+    return ACTIVE_EVERY
+
+
+def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, every: str,
+                    watched: Collection[str] | None = None, key: str = "page") -> None:
+    """Poll version_now() every `every` and rerun the whole page when its part for `watched` (see
+    narrow) differs from `drawn`, the version the page was drawn from. Call it once per page run,
+    after drawing; it draws nothing itself."""
+    seen_key = f"{_SEEN}_{key}"
+    st.session_state[seen_key] = narrow(drawn, watched)
+
+    @st.fragment(run_every=every)
     def watcher() -> None:
-        if version_now() != st.session_state.get(f"{_SEEN}_{key}"):
+        if narrow(version_now(), watched) != st.session_state.get(seen_key):
             st.rerun(scope="app")
 
     watcher()

@@ -44,7 +44,7 @@ st.title("Compare runs")
 if runs.empty:
     st.info("No runs yet. Start some on the **New experiment** page, or from a terminal with "
             "`python -m trainlib sweep ...`; they appear here.")
-    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, False, key="compare")
+    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, watch.IDLE_EVERY, key="compare")
     st.stop()
 
 # ----------------------------------------------------------------------------- inputs
@@ -94,6 +94,9 @@ elif mode == "State":
 else:
     chosen_ids = st.multiselect("Runs (newest first)", newest_first, format_func=describe, key="compare_runs",
                                 placeholder="Choose runs")
+# What the class chose, rather than the runs it gives: a sweep that gains runs stays the same choice.
+choice = {"Sweep": state["compare_sweeps"], "Tag": state["compare_tags"], "State": state["compare_states"]}.get(
+    mode, sorted(chosen_ids))
 
 x_col, log_col, seeds_col = st.columns([2, 2, 3], vertical_alignment="bottom")
 x_axis = x_col.segmented_control("x axis", list(X_CHOICES), format_func=X_CHOICES.get, key="compare_x",
@@ -102,23 +105,25 @@ x_axis = x_col.segmented_control("x axis", list(X_CHOICES), format_func=X_CHOICE
 # ----------------------------------------------------------------------------- guard
 if not chosen_ids:
     st.info("No runs chosen. Pick a sweep, a tag or a state above, or choose runs by hand.")
-    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, False, key="compare")
+    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, watch.IDLE_EVERY, key="compare")
     st.stop()
 
 chosen = tables.in_run_order(tables.select(runs, chosen_ids))
-live = bool(chosen["state"].isin(ACTIVE_STATES).any())
 any_classes = any(task_of(str(d)) != "regression" for d in chosen["dataset"])
 names = tables.unique_names(chosen)
 colors = figures.run_colors(chosen)
 raw_metrics = store.load_metrics(list(chosen["run_id"]))
 metrics = tables.with_names(raw_metrics, names)
-named_runs = tables.with_names(chosen, names)
+# Runs that differ only by their seed share a variant (one sweep's, never across sweeps): the
+# figures group and the table names by it.
+named_runs = tables.with_names(chosen.assign(variant=repeats.group_labels(chosen)), names)
 variant_rows = repeats.variant_table(chosen)
 has_repeats = bool(len(variant_rows)) and int(variant_rows["runs"].max()) > 1
 
 # A log scale by default when the losses span more than two decades (one diverging lr flattens the
-# rest); the choice is kept per selection, so a new epoch never flips it under the class's eyes.
-selection = "|".join(sorted(chosen_ids)).encode("utf-8", "surrogatepass")
+# rest); the choice is kept per choice of runs (a sweep, a tag... not its runs, which grow while it
+# trains), so a new epoch or a new run never flips it under the class's eyes.
+selection = f"{mode}|{'|'.join(map(str, choice))}".encode("utf-8", "surrogatepass")
 log_key = f"compare_log_{hashlib.sha256(selection).hexdigest()[:12]}"
 st.session_state.setdefault(log_key, figures.loss_span_decades(metrics) > figures.LOG_DECADES)
 log_y = log_col.toggle("Loss on a log scale", key=log_key, help="on by default when the losses span more "
@@ -172,18 +177,23 @@ with right:
     plot(figures.overfitting_gap(metrics, x_axis, colors), "overfitting_gap")
 
 # Noise as noise: is each variant's difference from the baseline larger than what the seed alone does?
-for verdict in repeats.verdicts(chosen):
-    st.markdown(f"**{plain(verdict.text)}**", help=verdict.test_name)
-if len(variant_rows) > 1 and not has_repeats:
+if has_repeats:
+    for verdict in repeats.verdicts(chosen):
+        st.markdown(f"**{plain(verdict.text)}**", help=verdict.test_name)
+elif len(variant_rows) > 1:
     st.caption("One seed per variant: a difference may be what a seed changes alone. Repeat the sweep with "
                "2 or more seeds per scenario (New experiment) to tell.")
 
-# The class's guess, made before Run, revealed once the sweep's runs have all ended.
+# The class's guess, made before Run, revealed once all the sweep's runs (chosen or not) have ended,
+# with the winner of the whole sweep.
 chosen_sweeps = [s for s in dict.fromkeys(chosen["sweep"]) if isinstance(s, str)]
 guesses = read_predictions(store.root, chosen_sweeps[0]) if len(chosen_sweeps) == 1 else []
 if guesses:
-    finished = variant_rows[variant_rows["n"] > 0]
-    if live or finished.empty:
+    whole_sweep = runs[runs["sweep"] == chosen_sweeps[0]]
+    sweep_live = bool(whole_sweep["state"].isin(ACTIVE_STATES).any())
+    finished = repeats.variant_table(whole_sweep)
+    finished = finished[finished["n"] > 0]
+    if sweep_live or finished.empty:
         st.info("The class's prediction is kept: it is revealed here when the sweep has ended.",
                 icon=":material/lock:")
     else:
@@ -199,9 +209,12 @@ params = tables.differing_params(chosen)
 st.markdown("**Side by side**, best test accuracy first: click a column header to sort, a row to open that run"
             + (f"; differing: {', '.join(params)}" if params else ""))
 percent = {"format": "percent"}
+# Keyed by the table's rows: a selection is a row number, and a live re-sort (a run finished and
+# moved up) must not carry it to another run.
+rows_key = hashlib.sha256("|".join(table["run_id"]).encode("utf-8", "surrogatepass")).hexdigest()[:12]
 event = st.dataframe(
     table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-    key="compare_table",
+    key=f"compare_table_{rows_key}",
     column_config={
         "run_id": st.column_config.TextColumn("run id"),
         "name": st.column_config.TextColumn("run", pinned=True),
@@ -218,7 +231,7 @@ event = st.dataframe(
     column_order=["name", "test_acc", *(["variant"] if has_repeats else []), "state", *params, "final_train_loss", "final_val_loss",
                   "final_train_acc", "final_val_acc", "best_val_loss", "best_epoch", "epochs_done",
                   "seconds", "run_id"])
-rows = event.selection.rows if event is not None else []
+rows = [row for row in (event.selection.rows if event is not None else []) if 0 <= row < len(table)]
 if rows:
     picked = table.iloc[rows[0]]
     if st.button(f"Open “{picked['name']}” in Run detail", key="compare_open_detail"):
@@ -232,4 +245,6 @@ else:
 st.download_button("Download these runs' metrics (CSV)", data=raw_metrics.to_csv(index=False),
                    file_name="metrics.csv", mime="text/csv", on_click="ignore", key="compare_csv")
 
-watch.rerun_on_change(lambda: watch.runs_version(store), drawn, live, key="compare")
+# Polled for the chosen runs' epochs and states, and for runs joining or leaving the choices.
+watch.rerun_on_change(lambda: watch.runs_version(store), drawn, watch.poll_every(chosen),
+                      watched=chosen["run_id"], key="compare")

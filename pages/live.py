@@ -7,8 +7,9 @@ trains), Cancel (a queued one), Resume (interrupted or stopped), Compare (a swee
 epoch: its curves grow there live), Details.
 
 The page is drawn again only when the runs folder changed (dashboard/watch.py): a new epoch, a new
-run, a state. A tab polls a cheap version of the folder, twice a second while runs move and every
-two seconds otherwise, so an idle tab also learns of runs started elsewhere.
+run, a state. A tab polls a cheap version of the folder: twice a second while a first epoch is due,
+every second while runs move, every three seconds otherwise, so an idle tab also learns of runs
+started elsewhere.
 """
 from __future__ import annotations
 
@@ -119,13 +120,19 @@ def render_group(title: str, sweep: str | None, group, metrics, runs, charted: b
         if charted and not curves.empty:
             in_group = runs[runs["run_id"].isin(group["run_id"])]
             in_group = in_group.set_index("run_id", drop=False).loc[list(group["run_id"])].reset_index(drop=True)
+            chart = f"curves_sweep_{sweep}" if sweep else "curves_single_runs"
+            # A log scale once the losses span more than two decades (a diverging lr), and from then on:
+            # the next epoch must not flip it back under the class's eyes.
+            log_key = f"runs_log_{chart}"
+            if not st.session_state.get(log_key):
+                st.session_state[log_key] = figures.loss_span_decades(curves) > figures.LOG_DECADES
             # theme=None: the figure's own projector layout (large fonts), as on the Compare page.
-            st.plotly_chart(live_figure(curves, in_group, figures.run_colors(in_group)),
-                            key=f"curves_{sweep or title}", theme=None, config={"displayModeBar": False})
+            st.plotly_chart(live_figure(curves, in_group, figures.run_colors(in_group), log_y=st.session_state[log_key]),
+                            key=chart, theme=None, config={"displayModeBar": False})
 
 
-def draw() -> None:
-    """The whole panel, from the folder as it is now; returns nothing, draws everything."""
+def draw():
+    """The whole panel, from the folder as it is now; returns the runs it was drawn from."""
     live_ids = runner.live_ids()
     runs, snapshot = store.list_runs(), runner.snapshot()
     rows = progress.progress_rows(runs, snapshot, live_ids=live_ids)
@@ -133,7 +140,7 @@ def draw() -> None:
         st.info("No runs yet. Build some on the New experiment page; runs started from a terminal "
                 "(`python -m trainlib ...`) into the same runs folder show up here too.")
         st.page_link("pages/new_experiment.py", label="New experiment", icon=":material/science:")
-        return
+        return runs
     groups = progress.group_runs(rows)
     shown = groups if show_all else [g for i, g in enumerate(groups) if i < RECENT_GROUPS or progress.any_active(g[2])]
     charted = {title for i, (title, _, group) in enumerate(shown) if i < CHARTED_GROUPS or progress.any_active(group)}
@@ -152,6 +159,7 @@ def draw() -> None:
     hidden = len(progress.group_runs(rows)) - len(shown)
     if hidden > 0:
         st.caption(f"{hidden} older groups hidden; turn on 'Show all runs' to see them.")
+    return runs
 
 
 def page_version():
@@ -161,6 +169,8 @@ def page_version():
 
 
 drawn = page_version()          # taken before reading: a change while drawing is seen at the next poll
-draw()
-active = runner.busy() or any(state in ("queued", "running") for _, state, *_ in drawn[0])
-watch.rerun_on_change(page_version, drawn, active, key="runs")
+shown_runs = draw()
+# This server's runner may still hold a run whose folder says it ended: poll until it lets go.
+every = watch.poll_every(shown_runs)
+watch.rerun_on_change(page_version, drawn, watch.ACTIVE_EVERY if runner.busy() and every == watch.IDLE_EVERY else every,
+                      key="runs")

@@ -31,6 +31,7 @@ from trainlib.data import task_of
 from trainlib.dataroot import data_root_errors
 from trainlib.spec import ScenarioSpec, SpecError
 from trainlib.store import ACTIVE_STATES, CHECKPOINT
+from trainlib.sweep import describe_changes
 
 
 POLL_EVERY = "1s"
@@ -202,9 +203,26 @@ def run_one_knob(run_id: str) -> None:
         st.session_state[KNOB_PROBLEM] = "not run here: " + "; ".join(outside.values())
         return
     sweep = row["sweep"] if isinstance(row["sweep"], str) else None
-    positions = runs.loc[runs["sweep"] == sweep, "position"].dropna() if sweep and "position" in runs else []
-    position = int(max(positions)) + 1 if len(positions) else None
-    new_id = get_runner().submit(spec, sweep=sweep, variant=spec.name, position=position)
+    in_sweep = runs[runs["sweep"] == sweep] if sweep else runs.iloc[:0]
+    own_variant = row["variant"] if isinstance(row.get("variant"), str) and row["variant"] else str(row["name"])
+    if field_name == "seed":
+        # Another seed of the same scenario is a repeat of its variant (same name, same colour), not a
+        # new variant: Compare then groups it with the others and the verdicts count it.
+        variant, position = own_variant, (None if pd.isna(row.get("position")) else int(row["position"]))
+        taken = in_sweep[(in_sweep["variant"] == variant) & (pd.to_numeric(in_sweep["seed"], errors="coerce") == spec.seed)]
+        if len(taken):
+            st.session_state[KNOB_PROBLEM] = (f"seed: {own_variant} has a run with seed {spec.seed} in this sweep "
+                                              "already; give another seed")
+            return
+    else:
+        variant = f"{own_variant} · {describe_changes({field_name: getattr(spec, field_name)})}"
+        if (in_sweep["variant"] == variant).any():
+            st.session_state[KNOB_PROBLEM] = (f"{field_name}: the sweep has a variant {variant} already; open one of "
+                                              "its runs to change it further, or give another value")
+            return
+        positions = in_sweep["position"].dropna() if "position" in in_sweep else []
+        position = int(max(positions)) + 1 if len(positions) else None
+    new_id = get_runner().submit(spec, sweep=sweep, variant=variant if sweep else None, position=position if sweep else None)
     st.session_state[KNOB_DONE] = f"Queued {spec.name} ({new_id})" + (f" in sweep {sweep}." if sweep else ".")
 
 

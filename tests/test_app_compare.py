@@ -83,7 +83,7 @@ def test_default_compares_the_newest_sweep(trained, monkeypatch, polling):
     use_runs(monkeypatch, trained["root"])
     at = open_page()
     assert not at.exception
-    assert polling == ["2s"]                  # nothing is training: it only watches for new runs, slowly
+    assert polling == ["3s"]                  # nothing is training: it only watches for new runs, slowly
     specs = chart_specs(at)
     assert len(specs) == 7                    # loss, acc overlaid; loss, acc per run; dots; gap; parallel coords
     loss = titled(specs, "Loss (")
@@ -200,7 +200,7 @@ def test_curves_grow_while_a_run_trains_and_polling_stops_when_it_ends(tmp_path,
     write_atomic(folder / "metrics.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
     use_runs(monkeypatch, root)
     at = open_page()
-    assert polling == ["0.5s"]                 # watching the folder twice a second while a run moves
+    assert polling == ["1s"]                   # watching the folder every second while a run moves
     assert any("Updating as epochs end" in c.value for c in at.caption)
     assert len(array(named(titled(chart_specs(at), "Loss ("), "growing")["y"])) == 1
 
@@ -212,7 +212,7 @@ def test_curves_grow_while_a_run_trains_and_polling_stops_when_it_ends(tmp_path,
     update_status(folder, state="finished", epoch=2)
     at.run()
     assert not at.exception
-    assert polling[-1] == "2s"
+    assert polling[-1] == "3s"
     assert not any("Updating as epochs end" in c.value for c in at.caption)
 
 
@@ -274,6 +274,29 @@ def test_seeds_of_a_variant_are_one_line_with_a_band_and_a_verdict(tmp_path, mon
     result = titled(chart_specs(at), "Test accuracy")
     assert "best: l2" in result["layout"]["title"]["text"]
     assert "variant" in at.dataframe[0].value.columns
+
+
+def test_two_sweeps_never_pool_their_seeds_and_one_seed_gives_no_verdict(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    fake_repeats(root, {"baseline": [0.90, 0.91], "dropout": [0.80, 0.81]}, sweep="monday")
+    fake_repeats(root, {"baseline": [0.70, 0.71], "dropout": [0.60, 0.61]}, sweep="tuesday")
+    use_runs(monkeypatch, root)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["compare_sweeps"] = ["monday", "tuesday"]
+    at.run()
+    assert not at.exception
+    result = titled(chart_specs(at), "Test accuracy")
+    rows = result["layout"]["yaxis"]["categoryarray"]
+    assert sorted(rows) == ["baseline · monday", "baseline · tuesday", "dropout · monday", "dropout · tuesday"]
+    assert "best: baseline · monday, mean 90.50 % over 2 seeds" in result["layout"]["title"]["text"]
+    assert sorted(set(at.dataframe[0].value["variant"])) == sorted(rows)
+
+    single = tmp_path / "single"
+    fake_repeats(single, {"baseline": [0.90], "dropout": [0.95]}, sweep="once")
+    use_runs(monkeypatch, single)
+    at = open_page()
+    assert not [m for m in at.markdown if " vs baseline" in m.value]       # no "cannot tell" per pair...
+    assert any("One seed per variant" in c.value for c in at.caption)     # ...one line that says why
 
 
 def test_the_class_guess_is_revealed_with_the_result(tmp_path, monkeypatch):

@@ -9,7 +9,6 @@ import pandas as pd
 from apphelpers import app_runs, button, chart_specs, current_runner, open_app, texts, wait_until  # noqa: F401
 from dashboard import progress
 from dashboard.state import SELECTED_RUN
-from dashboard.live_figures import live_loss_figure
 from trainlib import ScenarioSpec
 from trainlib.liveness import STOP_REQUEST
 from trainlib.store import RunStore, now_iso, update_status
@@ -56,7 +55,11 @@ def test_progress_rows_give_fraction_elapsed_eta_and_action():
     assert by_name.loc["a", "fraction"] == 1.0 and by_name.loc["a", "elapsed_s"] == 90
     assert by_name.loc["a", "last_val_acc"] == 0.9 and by_name.loc["a", "action"] is None
     assert by_name.loc["d", "action"] == "resume" and by_name.loc["d", "elapsed_s"] == 20
-    assert progress.progress_text(b) == "epoch 2/5 · 0:40 elapsed · about 0:36 left · val acc 75.0%"
+    # A clock time, not a countdown: the page redraws at each epoch's end, and a countdown would stand still.
+    ends = (NOW + timedelta(seconds=36)).astimezone()
+    assert b["ends_at"] == NOW + timedelta(seconds=36)
+    assert progress.progress_text(b) == f"epoch 2/5 · 12.0 s per epoch · ends about {ends:%H:%M:%S} · val acc 75.0%"
+    assert progress.progress_text(by_name.loc["a"]) == "epoch 5/5 · 1:30 elapsed · val acc 90.0%"
     assert progress.progress_text(by_name.loc["c"]) == "epoch 0/5 · waiting for a worker"
 
 
@@ -118,16 +121,6 @@ def test_format_duration():
     assert [progress.format_duration(s) for s in (None, 0, 75, 3725)] == ["–", "0:00", "1:15", "1:02:05"]
 
 
-def test_live_loss_figure_has_one_line_per_run():
-    metrics = pd.DataFrame({"run_id": ["r1", "r1", "r2"], "name": ["a", "a", "b"], "epoch": [1, 2, 1],
-                            "val_loss": [1.0, 0.8, 0.9]})
-    fig = live_loss_figure(metrics)
-    assert [t.name for t in fig.data] == ["a", "b"]
-    assert list(fig.data[0].y) == [1.0, 0.8]
-    assert live_loss_figure(pd.DataFrame(columns=["run_id", "name", "epoch", "val_loss"])).data == ()
-
-
-# ----------------------------------------------------------------------------- the page
 def test_cancel_a_queued_run_and_stop_a_running_one(app_runs):
     runner = current_runner()
     # 'long' takes minutes unless stopped (full shapes set, many epochs); 'waiting' queues behind it.
@@ -205,7 +198,7 @@ def test_watches_fast_while_a_terminal_run_trains_and_slowly_when_it_ends(app_ru
     at = open_app()
     assert polling == ["1s"]                                 # the sidebar's count, on every page
     at.switch_page("pages/live.py").run()
-    assert polling[-1] == "0.5s"                             # the runs page's watcher, while runs move
+    assert polling[-1] == "1s"                               # the runs page's watcher, while runs move
     assert any("epoch 1/3" in bar.proto.text for bar in at.get("progress"))
     at.button(key=f"stop_{folder.name}").click().run()
     assert (folder / STOP_REQUEST).exists()
@@ -217,7 +210,7 @@ def test_watches_fast_while_a_terminal_run_trains_and_slowly_when_it_ends(app_ru
     update_status(folder, state="finished", epoch=3)
     at.run()
     assert not at.exception
-    assert polling[-1] == "2s"                   # nothing moves: it still watches, slowly, for new runs
+    assert polling[-1] == "3s"                   # nothing moves: it still watches, slowly, for new runs
     assert button(at, "Compare")
     open_app()
     assert polling[-1] == "3s"                               # so does the sidebar

@@ -325,4 +325,19 @@ def test_clone_and_change_one_knob_queues_a_run_named_by_the_difference(trained,
     new = runs.loc["moons-mlp · lr=0.01"]
     assert (new["lr"], new["sweep"], new["variant"], int(new["position"])) == (1e-2, "class", "moons-mlp · lr=0.01", 1)
     assert new["hidden_sizes"] == runs.loc["moons-mlp", "hidden_sizes"]   # everything else as the run had it
+
+    at.button(key="detail_knob_run").click().run()          # the same change again: that variant exists
+    assert any("variant moons-mlp · lr=0.01 already" in e.value.replace("\\", "") for e in at.error)
+    assert len(RunStore(root).list_runs()) == 2
+
+    # Another seed is a repeat of the run's variant: same variant and position, so Compare groups it.
+    at.selectbox(key="detail_knob_field").set_value("seed")
+    at.text_input(key="detail_knob_value").set_value("7")
+    at.button(key="detail_knob_run").click().run()
+    assert not at.exception and not at.error
+    repeat = RunStore(root).list_runs().set_index("name").loc["moons-mlp · seed=7"]
+    assert (repeat["seed"], repeat["variant"], int(repeat["position"])) == (7, "moons-mlp", 0)
+    at.button(key="detail_knob_run").click().run()           # seed 7 of that variant exists now
+    assert any(e.value.replace("\\", "").startswith("seed: moons-mlp has a run with seed 7") for e in at.error)
+    assert len(RunStore(root).list_runs()) == 3
     current_runner().stop_all()

@@ -106,7 +106,7 @@ def test_colours_follow_the_mapping_in_every_chart(three_runs):
     gap = figures.overfitting_gap(three_runs, "epoch", colors)
     runs = runs_frame({r: ScenarioSpec(name=f"name-{r}") for r in ("r1", "r2", "r3")},
                       test_acc={"r1": 0.9, "r2": 0.8, "r3": 0.7})
-    bars = figures.test_accuracy_bars(runs, colors)
+    bars = figures.accuracy_dots(runs, colors)
     for run_id, color in colors.items():
         for fig in (overlay, panels, gap):
             assert {t.line.color for t in traces_of(fig, f"name-{run_id}")} == {color}
@@ -336,12 +336,28 @@ def test_run_colors_by_position_shared_by_repeats_and_stable_when_the_selection_
     assert figures.run_colors(one) == {"20250101-000004-l0": figures.PALETTE[2]}
 
 
-def test_run_colors_of_two_sweeps_offset_the_newer_sweep(repeats):
-    colors = figures.run_colors(repeats.iloc[::-1])        # frame order does not matter; sweep age does
-    assert colors["20250101-000000-b0"] == figures.PALETTE[0]          # 'reg' is older: positions 0-2
-    assert colors["20250102-000000-a"] == figures.PALETTE[3]           # 'lr' follows: 3 + position
-    assert colors["20250102-000001-b"] == figures.PALETTE[4]
-    assert figures.run_colors(repeats[repeats["sweep"] == "lr"])["20250102-000000-a"] == figures.PALETTE[0]
+def test_a_runs_colour_is_its_positions_whatever_is_shown_with_it(repeats):
+    # One colour per run on every page: the same alone, with its sweep, or with another sweep (two
+    # sweeps may then share colours; the legend's names tell them apart).
+    together = figures.run_colors(repeats.iloc[::-1])
+    assert together["20250101-000000-b0"] == figures.PALETTE[0]
+    assert together["20250102-000000-a"] == figures.PALETTE[0]           # 'lr' position 0
+    assert together["20250102-000001-b"] == figures.PALETTE[1]
+    for run_id in repeats["run_id"]:
+        assert figures.run_colors(repeats[repeats["run_id"] == run_id])[run_id] == together[run_id]
+        assert figures.run_colors(repeats[repeats["sweep"] == repeats.set_index("run_id").loc[run_id, "sweep"]])[
+            run_id] == together[run_id]
+
+
+def test_a_run_without_a_position_never_takes_a_colour_shown_beside_it():
+    # A single run picked with a sweep's runs: its hashed colour may be a position's; it moves on.
+    for i in range(40):
+        single = f"20250101-0000{i:02d}-alone"
+        frame = pd.DataFrame({"run_id": ["s0", "s1", "s2", single], "position": [0, 1, 2, None]})
+        colors = figures.run_colors(frame)
+        assert colors["s0"] == figures.PALETTE[0] and colors["s2"] == figures.PALETTE[2]
+        assert len(set(colors.values())) == 4
+        assert figures.run_colors(frame.iloc[::-1]) == colors                 # frame order does not matter
 
 
 def test_run_colors_without_positions_come_from_the_run_id_and_old_frames_work():

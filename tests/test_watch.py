@@ -3,10 +3,11 @@ And the small files of the class flow: the winner's guess (trainlib/predictions.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from dashboard import watch
 from trainlib import ScenarioSpec
-from trainlib.predictions import FOLDER, prediction_file, read_predictions, save_prediction
+from trainlib.predictions import FOLDER, prediction_folder, read_predictions, save_prediction
 from trainlib.store import RunStore, now_iso, update_status
 
 
@@ -37,8 +38,35 @@ def test_the_version_moves_with_what_a_page_shows_and_not_with_heartbeats(tmp_pa
     assert watch.runs_version(store) == first                 # nothing changed: the same version
     add_epoch(folder, 2)                                      # a row lands before the status says so
     assert watch.runs_version(store) != first
-    # Only the watched runs' metrics count: a page showing other runs does not redraw for this one.
-    assert watch.runs_version(store, run_ids=[]) == watch.runs_version(store, run_ids=[])
+    # A page that shows other runs sees only that this one exists, in its sweep and state: a new
+    # epoch of it changes nothing there, a new state does (a State filter lists it elsewhere).
+    before = watch.runs_version(store)
+    add_epoch(folder, 3)
+    update_status(folder, epoch=3)
+    after = watch.runs_version(store)
+    assert after != before
+    assert watch.narrow(after, watched=[]) == watch.narrow(before, watched=[])
+    assert watch.narrow(after, watched=[folder.name]) != watch.narrow(before, watched=[folder.name])
+    assert watch.narrow(after, watched=None) == after
+    update_status(folder, state="finished")
+    assert watch.narrow(watch.runs_version(store), watched=[]) != watch.narrow(after, watched=[])
+    other = store.new_run(ScenarioSpec(name="b"), sweep="s")                 # a run joins the sweep
+    assert len(watch.narrow(watch.runs_version(store), watched=[])) == 2 and other.name
+
+
+def test_a_tab_polls_fast_for_a_first_point_then_every_second_then_slowly(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY                 # no runs: 3 s
+    folder = store.new_run(ScenarioSpec(name="a"), sweep="s")
+    # running in a living process (not this one), its first epoch not in yet
+    update_status(folder, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
+    assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY          # its first epoch is due
+    add_epoch(folder, 1)
+    update_status(folder, epoch=1)
+    assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
+    update_status(folder, state="finished", ended_at=now_iso())
+    assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY
+    assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.5s", "1s", "3s")
 
 
 def test_a_broken_run_folder_does_not_break_the_version(tmp_path):
@@ -58,7 +86,17 @@ def test_guesses_are_kept_per_sweep_and_never_break_a_reader(tmp_path):
     save_prediction(root, "odd/name ../x", "l2")
     assert read_predictions(root, "regularization") == ["dropout", "batchnorm"]
     assert read_predictions(root, "odd/name ../x") == ["l2"]
-    assert prediction_file(root, "odd/name ../x").parent == root / FOLDER     # one safe file name
+    assert prediction_folder(root, "odd/name ../x").parent == root / FOLDER   # one safe folder name
     assert store.list_runs().empty                                            # not a run
-    prediction_file(root, "regularization").write_text("[1, 2")
-    assert read_predictions(root, "regularization") == []
+    (prediction_folder(root, "regularization") / "0-broken.json").write_text("[1, 2")
+    assert read_predictions(root, "regularization") == ["dropout", "batchnorm"]    # the others still count
+    (root / FOLDER / "x").write_text("a file where a sweep's folder could be")
+    assert read_predictions(root, "x") == []
+
+
+def test_guesses_made_at_once_are_all_kept(tmp_path):
+    # Two tabs (or a whole class) voting in the same instant: one file per guess, none overwritten.
+    root = tmp_path / "runs"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: save_prediction(root, "race", f"v{i % 3}"), range(40)))
+    assert sorted(read_predictions(root, "race")) == sorted(f"v{i % 3}" for i in range(40))

@@ -308,6 +308,14 @@ class RunStore:
         run = self._cached("run", run_id, self._run_stamp(folder), lambda: self._read_run_files(run_id, folder))
         return {**run, "status": self._live(run["status"])}
 
+    def metrics_stamp(self, run_id: str) -> tuple | None:
+        """(inode, mtime, size) of a run's metrics.csv, None when it has none (yet) or cannot be
+        looked at: a cheap way to tell that a run gained an epoch, without reading it."""
+        try:
+            return _stamp(self.root / run_id / "metrics.csv")[0]
+        except OSError:
+            return None
+
     @staticmethod
     def _run_stamp(folder: Path) -> tuple:
         try:
