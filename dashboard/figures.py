@@ -877,13 +877,13 @@ def parallel_coordinates(runs: pd.DataFrame, params: Sequence[str]) -> go.Figure
 
     Runs without a test accuracy (not finished) are left out, since they have no colour.
     """
-    fig = go.Figure()
     title = "Parameters and test accuracy (one line per run)"
+    layout = base_layout(title)
     if runs.empty or "test_acc" not in runs.columns:
-        return _note(style(fig, title), "No run has a test accuracy yet")
+        return figure([], _note_layout(layout, "No run has a test accuracy yet"))
     scored = runs[pd.to_numeric(runs["test_acc"], errors="coerce").notna()]
     if scored.empty:
-        return _note(style(fig, title), "No run has a test accuracy yet")
+        return figure([], _note_layout(layout, "No run has a test accuracy yet"))
     params = [p for p in params if p in scored.columns]
     accuracy = pd.to_numeric(scored["test_acc"]).astype(float) * 100
     names = [name if isinstance(name, str) and name else run_id
@@ -894,18 +894,15 @@ def parallel_coordinates(runs: pd.DataFrame, params: Sequence[str]) -> go.Figure
                 "ticktext": names, "range": [-0.25, max(count - 1, 0) + 0.25]}
     dimensions = [run_axis, *(_dimension(p, scored[p]) for p in params)]
     dimensions.append({"label": "test acc (%)", "values": accuracy.tolist()})
-    fig.add_trace(go.Parcoords(
-        dimensions=dimensions,
-        line={"color": accuracy.tolist(), "colorscale": SEQUENTIAL, "showscale": True,
-              "colorbar": {"title": {"text": "test acc (%)"}, "x": 1.06, "xpad": 30}},
-        labelfont={"size": FONT_SIZE}, tickfont={"size": FONT_SIZE - 2},
-        rangefont={"size": FONT_SIZE - 6}))
-    style(fig, title)
+    trace = {"type": "parcoords", "dimensions": dimensions,
+             "line": {"color": accuracy.tolist(), "colorscale": SEQUENTIAL, "showscale": True,
+                      "colorbar": {"title": {"text": "test acc (%)"}, "x": 1.06, "xpad": 30}},
+             "labelfont": {"size": FONT_SIZE}, "tickfont": {"size": FONT_SIZE - 2},
+             "rangefont": {"size": FONT_SIZE - 6}}
     # Room above for the axis labels, left for the run names, right of the last axis for its ticks.
     longest = max((len(n) for n in names), default=4)
-    fig.update_layout(margin={"l": min(300, 40 + 10 * longest), "r": 150, "t": 130, "b": 40})
-    return fig
-
+    layout["margin"] = {"l": min(300, 40 + 10 * longest), "r": 150, "t": 130, "b": 40}
+    return figure([trace], layout)
 
 
 # ----------------------------------------------------------------------------- one run

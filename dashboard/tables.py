@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from trainlib.spec import field_names
@@ -94,6 +95,37 @@ def run_results(metrics: pd.DataFrame, run_id: str) -> dict[str, Any]:
             "seconds": float(pd.to_numeric(frame["seconds"], errors="coerce").sum())}
 
 
+def results_by_run(metrics: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """run_results of every run in a long metrics table, in one pass over its arrays: Compare builds
+    the table on every redraw, and pandas calls per run cost ~1 ms each (50 ms for 50 runs)."""
+    if metrics.empty:
+        return {}
+    run_ids = metrics["run_id"].to_numpy(dtype=object)
+    epoch = pd.to_numeric(metrics["epoch"], errors="coerce").to_numpy(dtype=float)
+    columns = {name: pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
+               for name in ("train_loss", "val_loss", "train_acc", "val_acc", "seconds")}
+    codes, uniques = pd.factorize(run_ids)
+    order = np.lexsort((epoch, codes))                       # by run, then by epoch
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    out = {}
+    for rows in np.split(order, bounds):
+        values = {name: column[rows] for name, column in columns.items()}
+        val_loss = values["val_loss"]
+        best = int(np.nanargmin(val_loss)) if (~np.isnan(val_loss)).any() else None
+
+        def last(name: str) -> float | None:
+            value = values[name][-1]
+            return None if np.isnan(value) else float(value)
+
+        out[uniques[codes[rows[0]]]] = {
+            "final_train_loss": last("train_loss"), "final_val_loss": last("val_loss"),
+            "final_train_acc": last("train_acc"), "final_val_acc": last("val_acc"),
+            "best_val_loss": None if best is None else float(val_loss[best]),
+            "best_epoch": None if best is None else int(epoch[rows][best]),
+            "epochs_done": int(len(rows)), "seconds": float(np.nansum(values["seconds"]))}
+    return out
+
+
 def _numeric_or_same(column: pd.Series) -> pd.Series:
     """A column of numbers (bools excepted) as a numeric dtype, so that it sorts as numbers (16, 64, 256,
     not 16, 256, 64): whole numbers as Int64, others as float. Anything else is returned unchanged."""
@@ -116,6 +148,8 @@ def comparison_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """
     params = differing_params(runs)
     has_variant = "variant" in runs.columns
+    results = results_by_run(metrics)
+    empty = run_results(metrics.iloc[:0], "")
     rows = []
     for _, run in runs.iterrows():
         row = {"run_id": run["run_id"], "name": run.get("name", run["run_id"]), "state": run.get("state")}
@@ -124,7 +158,7 @@ def comparison_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
             row["variant"] = variant if isinstance(variant, str) and variant else row["name"]
         for param in params:
             row[param] = run[param]
-        row.update(run_results(metrics, run["run_id"]))
+        row.update(results.get(run["run_id"], empty))
         test_acc = pd.to_numeric(run.get("test_acc"), errors="coerce")
         row["test_acc"] = None if pd.isna(test_acc) else float(test_acc)
         rows.append(row)

@@ -85,13 +85,20 @@ def test_default_compares_the_newest_sweep(trained, monkeypatch, polling):
     assert not at.exception
     assert polling == ["3s"]                  # nothing is training: it only watches for new runs, slowly
     specs = chart_specs(at)
-    assert len(specs) == 7                    # loss, acc overlaid; loss, acc per run; dots; gap; parallel coords
+    assert len(specs) == 5                    # loss, acc overlaid (the open tab's); dots; gap; parallel coords
     loss = titled(specs, "Loss (")
     text = json.dumps(loss)
     assert all(name in text for name in ("baseline", "dropout", "l2")) and "moons" not in text
     assert len(loss["data"]) == 3 * 2 + 2     # train + validation per run, two line-style keys
-    assert len(titled(specs, "Loss per run")["data"]) == 3 * 2 + 2
-    assert [a["text"] for a in titled(specs, "Loss per run")["layout"]["annotations"]] == ["baseline", "dropout", "l2"]
+    # The other tab's charts are built only when it is opened (a redraw then sends those instead).
+    at.session_state["compare_curves_tab"] = "One panel per run"
+    at.run()
+    panels = chart_specs(at)
+    assert len(panels) == 5 and not [title for title in panels if title.startswith("Loss (")]
+    assert len(titled(panels, "Loss per run")["data"]) == 3 * 2 + 2
+    assert [a["text"] for a in titled(panels, "Loss per run")["layout"]["annotations"]] == ["baseline", "dropout", "l2"]
+    at.session_state["compare_curves_tab"] = "All runs in one chart"
+    at.run()
     # A run's colour is its variant's position in the sweep, in every chart (and on every page).
     for position, name in enumerate(("baseline", "dropout", "l2")):
         assert named(loss, name)["line"]["color"] == figures.PALETTE[position]

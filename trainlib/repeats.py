@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import statistics
 
 import pandas as pd
@@ -73,17 +74,21 @@ def group_labels(runs: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=runs.index, dtype=object)
 
 
-def _one_per_seed(done: pd.DataFrame) -> pd.DataFrame:
-    """The counted runs of one variant, one per seed: the newest run of a seed (by creation time,
-    then run id) counts; runs whose seed is unknown all count."""
-    if "seed" not in done or done.empty:
-        return done
-    seeds = pd.to_numeric(done["seed"], errors="coerce")
-    created = done["created_at"].fillna("").astype(str) if "created_at" in done else ""
-    newest = done.assign(_seed=seeds, _created=created).sort_values(["_created", "run_id"], kind="stable")
-    known = newest[newest["_seed"].notna()].drop_duplicates("_seed", keep="last")
-    keep = set(known.index) | set(newest[newest["_seed"].isna()].index)
-    return done[done.index.isin(keep)]
+def _number(value) -> float | None:
+    """A finite-or-not float, None for what is missing or not a number (None, NaN, NA, text)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _seed(value) -> int | None:
+    """A seed as an exact int (seeds go up to 2^63 - 1: no float on the way), None when unknown."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
 
 
 def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -93,25 +98,49 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
     accuracy, one per seed: the runs counted), mean/std/min/max_test_acc over those n (fractions, as
     the engine writes them; std is the sample std, NaN for n < 2), and lists over those n in run
     order: test_accs, seeds (None for a seed a file does not hold) and run_ids. Variants are
-    group_labels(runs)."""
+    group_labels(runs).
+
+    A seed run more than once counts once: its newest run (by creation time, then run id); runs
+    whose seed is unknown all count. Plain Python over the rows: Compare calls this on every redraw,
+    and per-group pandas calls cost ~5 ms a variant."""
     if runs.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
-    runs = runs.assign(variant=group_labels(runs))
-    test_acc = pd.to_numeric(runs["test_acc"], errors="coerce")
-    counted = (runs["state"] == "finished") & test_acc.notna()
+    labels = group_labels(runs)
+    column = lambda name: list(runs[name]) if name in runs else [None] * len(runs)      # noqa: E731
+    groups: dict[str, dict] = {}
+    for variant, run_id, state, acc, seed, position, created in zip(
+            labels, column("run_id"), column("state"), column("test_acc"), column("seed"), column("position"),
+            column("created_at")):
+        group = groups.setdefault(variant, {"runs": 0, "finished": 0, "positions": [], "counted": {}, "unknown": []})
+        group["runs"] += 1
+        position = _number(position)
+        if position is not None:
+            group["positions"].append(int(position))
+        acc = _number(acc)
+        if state != "finished":
+            continue
+        group["finished"] += 1
+        if acc is None:
+            continue
+        seed = _seed(seed)
+        entry = (str(created) if isinstance(created, str) else "", str(run_id), acc)
+        if seed is None:
+            group["unknown"].append((None, entry))
+        elif seed not in group["counted"] or entry[:2] > group["counted"][seed][:2]:
+            group["counted"][seed] = entry               # the newest run of this seed
     rows = []
-    for first_seen, (variant, group) in enumerate(runs.groupby("variant", sort=False)):
-        done = _one_per_seed(group[counted.loc[group.index]])
-        accs = [float(acc) for acc in test_acc.loc[done.index]]
-        positions = group["position"].dropna() if "position" in group else []
-        seeds = done["seed"] if "seed" in done else pd.Series([None] * len(done), dtype=object)
-        rows.append({"variant": variant, "position": int(min(positions)) if len(positions) else pd.NA,
-                     "runs": len(group), "finished": int((group["state"] == "finished").sum()), "n": len(accs),
+    order = {run_id: i for i, run_id in enumerate(column("run_id"))}
+    for first_seen, (variant, group) in enumerate(groups.items()):
+        kept = sorted([(seed, entry) for seed, entry in group["counted"].items()] + group["unknown"],
+                      key=lambda item: order[item[1][1]])                   # run order, as the frame has them
+        accs = [entry[2] for _, entry in kept]
+        rows.append({"variant": variant, "position": min(group["positions"]) if group["positions"] else pd.NA,
+                     "runs": group["runs"], "finished": group["finished"], "n": len(accs),
                      "mean_test_acc": statistics.fmean(accs) if accs else math.nan,
                      "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else math.nan,
                      "min_test_acc": min(accs, default=math.nan), "max_test_acc": max(accs, default=math.nan),
-                     "test_accs": accs, "seeds": [int(seed) if pd.notna(seed) else None for seed in seeds],
-                     "run_ids": list(done["run_id"]), "_first_seen": first_seen})
+                     "test_accs": accs, "seeds": [seed for seed, _ in kept],
+                     "run_ids": [entry[1] for _, entry in kept], "_first_seen": first_seen})
     table = pd.DataFrame(rows)
     table["position"] = table["position"].astype("Int64")
     table = table.sort_values(["position", "_first_seen"], na_position="last", kind="stable")
