@@ -610,3 +610,22 @@ def test_confusion_matrix_counts_fit_their_cells():
     assert half < wide <= figures.FONT_SIZE + 2
     three = figures.confusion_matrix_figure(pd.DataFrame(np.diag([300, 310, 290]))).data[0].textfont.size
     assert three == figures.FONT_SIZE + 2                                     # few classes: full size
+
+
+def test_results_of_all_runs_in_one_pass_match_each_runs_own():
+    # tables.results_by_run (Compare's table, every redraw) gives what run_results gives run by run,
+    # with epochs out of order, a missing validation loss and a run with no epoch at all.
+    rng = np.random.default_rng(3)
+    frames = []
+    for run_id, epochs in (("a", [3, 1, 2]), ("b", [1, 2, 3, 4]), ("c", [2, 1])):
+        frames.append(pd.DataFrame({"run_id": run_id, "name": run_id, "epoch": epochs,
+                                    "train_loss": rng.random(len(epochs)), "val_loss": rng.random(len(epochs)),
+                                    "train_acc": rng.random(len(epochs)), "val_acc": rng.random(len(epochs)),
+                                    "lr": 1e-3, "seconds": rng.random(len(epochs))}))
+    metrics = pd.concat(frames, ignore_index=True)
+    metrics.loc[metrics["run_id"] == "c", "val_loss"] = np.nan
+    together = tables.results_by_run(metrics)
+    for run_id in ("a", "b", "c"):
+        assert together[run_id] == pytest.approx(tables.run_results(metrics, run_id), nan_ok=True)
+    assert together["c"]["best_epoch"] is None and together["b"]["epochs_done"] == 4
+    assert tables.results_by_run(metrics.iloc[:0]) == {}
