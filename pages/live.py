@@ -117,7 +117,10 @@ def render_group(title: str, sweep: str | None, group, metrics, runs, charted: b
         for row in group.to_dict("records"):
             render_run(row)
         curves = metrics[metrics["run_id"].isin(group["run_id"])] if not metrics.empty else metrics
-        if charted and not curves.empty:
+        # A group that trains gets its chart before its first epoch ends ("No finished epochs yet"):
+        # the browser loads and lays out plotly.js while the epoch runs, and the first point is
+        # then only an update of a chart that is there (a second sooner on a 2-core laptop).
+        if charted and (not curves.empty or progress.any_active(group)):
             in_group = runs[runs["run_id"].isin(group["run_id"])]
             in_group = in_group.set_index("run_id", drop=False).loc[list(group["run_id"])].reset_index(drop=True)
             chart = f"curves_sweep_{sweep}" if sweep else "curves_single_runs"
