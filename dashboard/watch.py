@@ -21,7 +21,7 @@ import streamlit as st
 
 from trainlib.store import ACTIVE_STATES, RunStore
 
-FIRST_POINT_EVERY = "0.5s"   # a run has started and its first epoch is due: show it within half a second
+FIRST_POINT_EVERY = "0.25s"  # a run has started and its first epoch is due: show it within a quarter second
 ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a second
 IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
 _SEEN = "watch_seen_version"

@@ -66,7 +66,7 @@ def test_a_tab_polls_fast_for_a_first_point_then_every_second_then_slowly(tmp_pa
     assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
     update_status(folder, state="finished", ended_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY
-    assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.5s", "1s", "3s")
+    assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.25s", "1s", "3s")
 
 
 def test_a_broken_run_folder_does_not_break_the_version(tmp_path):
