@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import watch
 from dashboard.shell import SHELL_RAN
 from dashboard.state import get_runner
 from dashboard.text import plain
@@ -49,6 +50,9 @@ with st.sidebar:
     st.markdown(f"**Workers**  \n{runner.workers} run{'s' if runner.workers != 1 else ''} at a time: "
                 f"{plain(runner.describe_executor())}")
     if navigation.url_path in SELF_WATCHING:
+        # The page will redraw when the folder moved since this version, taken before the count is
+        # read: a state that changes between the two is in the count, or seen by the page's next poll.
+        watch.remember_version(runner.store)
         training_now()
     else:
         # Elsewhere it polls even when nothing runs (a few stats every 3 s), so a tab left open learns

@@ -102,7 +102,7 @@ def progress_rows(runs: pd.DataFrame, snapshot: Mapping[str, Mapping[str, Any]] 
                      "position": _number(run.get("position")), "seed": _number(run.get("seed")),
                      "state": state, "epoch": epoch, "epochs": epochs, "fraction": fraction,
                      "elapsed_s": elapsed, "eta_s": eta,
-                     "ends_at": now + timedelta(seconds=eta) if eta is not None else None,
+                     "ends_at": _clock_after(now, eta),
                      "seconds_per_epoch": per_epoch,
                      "last_val_acc": last_acc, "created_at": run.get("created_at") or "",
                      "error": run.get("error") if isinstance(run.get("error"), str) else None,
@@ -189,6 +189,17 @@ def format_duration(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+MAX_ETA_S = 366 * 24 * 3600      # an estimate beyond a year is a broken file, not a forecast
+
+
+def _clock_after(now: datetime, seconds: float | None) -> datetime | None:
+    """now + seconds, None when there is no sensible estimate (missing, infinite, a metrics.csv
+    whose seconds are timestamps or garbage: a datetime cannot hold them, and a page must not fall)."""
+    if seconds is None or not math.isfinite(seconds) or not 0 <= seconds <= MAX_ETA_S:
+        return None
+    return now + timedelta(seconds=seconds)
 
 
 def progress_text(row: Mapping[str, Any]) -> str:

@@ -25,20 +25,37 @@ FIRST_POINT_EVERY = "0.25s"  # a run has started and its first epoch is due: sho
 ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a second
 IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
 _SEEN = "watch_seen_version"
+_REMEMBERED = "watch_version_before_sidebar"
 
 
-def runs_version(store: RunStore) -> tuple:
-    """Every run's (id, sweep, state, epoch, test accuracy, metrics.csv stamp), as a comparable value.
-    Heartbeats are left out on purpose: they rewrite status.json every few seconds and change
+def runs_version(store: RunStore, watched: Collection[str] | None = None) -> tuple:
+    """Every run's (id, sweep, state, epoch, test accuracy, metrics.csv stamp), as a comparable value;
+    the stamp (one more stat per run) only of the `watched` runs (None: of all), as narrow() keeps
+    them. Heartbeats are left out on purpose: they rewrite status.json every few seconds and change
     nothing on screen."""
     runs = store.list_runs()
     if runs.empty:
         return ()
+    stamped = None if watched is None else set(watched)
     return tuple(
         (run_id, sweep if isinstance(sweep, str) else None, state, int(epoch),
-         None if pd.isna(test_acc) else float(test_acc), store.metrics_stamp(run_id))
+         None if pd.isna(test_acc) else float(test_acc),
+         store.metrics_stamp(run_id) if stamped is None or run_id in stamped else None)
         for run_id, sweep, state, epoch, test_acc
         in zip(runs["run_id"], runs["sweep"], runs["state"], runs["epoch"], runs["test_acc"]))
+
+
+def remember_version(store: RunStore) -> None:
+    """Take the version now, for the page this script run draws (drawn_version): app.py calls it
+    before the sidebar reads its count, so the page redraws for any change after the count's read."""
+    st.session_state[_REMEMBERED] = runs_version(store)
+
+
+def drawn_version(store: RunStore) -> tuple:
+    """The version a page is drawn from: the one app.py took earlier in this script run, else now.
+    Call it first, before the page reads anything."""
+    remembered = st.session_state.pop(_REMEMBERED, None)
+    return remembered if remembered is not None else runs_version(store)
 
 
 def narrow(version: tuple, watched: Collection[str] | None) -> tuple:
@@ -50,15 +67,15 @@ def narrow(version: tuple, watched: Collection[str] | None) -> tuple:
     return tuple(entry if entry[0] in watched else entry[:3] for entry in version)
 
 
-def poll_every(runs: pd.DataFrame) -> str:
-    """How often a page polls, from list_runs() rows: fast while a first epoch is due, every second
-    while runs move, slowly otherwise."""
+def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
+    """How often a page polls, from list_runs() rows: fast while a first epoch is due (first_point:
+    the page that shows the first point: Runs), every second while runs move, slowly otherwise."""
     if runs.empty:
         return IDLE_EVERY
     moving = runs[runs["state"].isin(ACTIVE_STATES)]
     if moving.empty:
         return IDLE_EVERY
-    if ((moving["state"] == "running") & (moving["epoch"] == 0)).any():
+    if first_point and ((moving["state"] == "running") & (moving["epoch"] == 0)).any():
         return FIRST_POINT_EVERY
     return ACTIVE_EVERY
 

@@ -19,6 +19,7 @@ run_through_app()      # first, before the engine's imports (see dashboard/shell
 
 import functools
 import hashlib
+import json
 
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
@@ -37,7 +38,7 @@ MODES = ("Sweep", "Tag", "State", "Pick by hand")
 COMPARE_SWEEP = "compare_sweep"      # set by the Runs page with the sweep to open
 
 store = get_runner().store
-drawn = watch.runs_version(store)          # before reading: a change while drawing is seen at the next poll
+drawn = watch.drawn_version(store)         # before reading: a change while drawing is seen at the next poll
 runs = store.list_runs()
 
 st.title("Compare runs")
@@ -120,13 +121,19 @@ metrics = tables.with_names(raw_metrics, names)
 named_runs = tables.with_names(chosen.assign(variant=repeats.group_labels(chosen)), names)
 variant_rows = repeats.variant_table(chosen)
 has_repeats = bool(len(variant_rows)) and int(variant_rows["runs"].max()) > 1
+# The results charts count what the verdicts count: an older run of a seed run again is left out.
+superseded = repeats.superseded_run_ids(chosen)
+result_runs = named_runs[~named_runs["run_id"].isin(superseded)] if superseded else named_runs
 
 # A log scale by default when the losses span more than two decades (one diverging lr flattens the
-# rest); the choice is kept per choice of runs (a sweep, a tag... not its runs, which grow while it
-# trains), so a new epoch or a new run never flips it under the class's eyes.
-selection = f"{mode}|{'|'.join(map(str, choice))}".encode("utf-8", "surrogatepass")
+# rest), switched on once when they first do and never switched by the page again (the class's own
+# choice stays); kept per choice of runs (a sweep, a tag... not its runs, which grow while it trains).
+selection = json.dumps([mode, sorted(map(str, choice))]).encode("utf-8", "surrogatepass")
 log_key = f"compare_log_{hashlib.sha256(selection).hexdigest()[:12]}"
-st.session_state.setdefault(log_key, figures.loss_span_decades(metrics) > figures.LOG_DECADES)
+wide = figures.loss_span_decades(metrics) > figures.LOG_DECADES
+st.session_state.setdefault(log_key, wide)
+if wide and not st.session_state.get(f"{log_key}_auto"):
+    st.session_state[log_key] = st.session_state[f"{log_key}_auto"] = True
 log_y = log_col.toggle("Loss on a log scale", key=log_key, help="on by default when the losses span more "
                        "than two decades; curves that diverge are clipped either way, and marked")
 grouped = False
@@ -156,9 +163,9 @@ if not still_live.empty:
 
 st.subheader("Training curves")
 if grouped:
-    plot(figures.curves_grouped(metrics, named_runs, "loss", x_axis, colors, log_y=log_y), "loss")
+    plot(figures.curves_grouped(metrics, result_runs, "loss", x_axis, colors, log_y=log_y), "loss")
     if any_classes:
-        plot(figures.curves_grouped(metrics, named_runs, "acc", x_axis, colors), "accuracy")
+        plot(figures.curves_grouped(metrics, result_runs, "acc", x_axis, colors), "accuracy")
 else:
     # Only the open tab's charts are built and sent: 50 panels cost more than all the other charts.
     overlay_tab, panels_tab = st.tabs(["All runs in one chart", "One panel per run"], key="compare_curves_tab",
@@ -177,7 +184,7 @@ else:
 st.subheader("Results")
 left, right = st.columns(2)
 with left:
-    plot(figures.accuracy_dots(named_runs, colors), "test_accuracy")
+    plot(figures.accuracy_dots(result_runs, colors), "test_accuracy")
 with right:
     plot(figures.overfitting_gap(metrics, x_axis, colors), "overfitting_gap")
 
@@ -252,5 +259,8 @@ st.download_button("Download these runs' metrics (CSV)", data=functools.partial(
                    file_name="metrics.csv", mime="text/csv", on_click="ignore", key="compare_csv")
 
 # Polled for the chosen runs' epochs and states, and for runs joining or leaving the choices.
-watch.rerun_on_change(lambda: watch.runs_version(store), drawn, watch.poll_every(chosen),
-                      watched=chosen["run_id"], key="compare")
+watched = list(chosen["run_id"])
+# Every second while they move, also before a first epoch: the first point is the Runs page's to
+# show fast, and a Compare redraw (five charts and a table) costs the browser ~0.6 s of CPU.
+watch.rerun_on_change(lambda: watch.runs_version(store, watched), drawn, watch.poll_every(chosen, first_point=False),
+                      watched=watched, key="compare")

@@ -171,7 +171,9 @@ def page_version():
     return watch.runs_version(store), frozenset(runner.live_ids())
 
 
-drawn = page_version()          # taken before reading: a change while drawing is seen at the next poll
+# Taken before reading (app.py's, from before the sidebar's count): a change while drawing is seen
+# at the next poll.
+drawn = (watch.drawn_version(store), frozenset(runner.live_ids()))
 shown_runs = draw()
 # This server's runner may still hold a run whose folder says it ended: poll until it lets go.
 every = watch.poll_every(shown_runs)

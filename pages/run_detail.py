@@ -203,11 +203,12 @@ def run_one_knob(run_id: str) -> None:
         st.session_state[KNOB_PROBLEM] = "not run here: " + "; ".join(outside.values())
         return
     sweep = row["sweep"] if isinstance(row["sweep"], str) else None
-    in_sweep = runs[runs["sweep"] == sweep] if sweep else runs.iloc[:0]
+    now = store.list_runs()      # as the folder is now: another tab or a terminal may have added runs
+    in_sweep = now[now["sweep"] == sweep] if sweep else now.iloc[:0]
     own_variant = row["variant"] if isinstance(row.get("variant"), str) and row["variant"] else str(row["name"])
     if field_name == "seed":
-        # Another seed of the same scenario is a repeat of its variant (same name, same colour), not a
-        # new variant: Compare then groups it with the others and the verdicts count it.
+        # Another seed of the same scenario is a repeat of its variant (same variant and colour), not
+        # a new variant: Compare then groups it with the others and the verdicts count it.
         variant, position = own_variant, (None if pd.isna(row.get("position")) else int(row["position"]))
         taken = in_sweep[(in_sweep["variant"] == variant) & (pd.to_numeric(in_sweep["seed"], errors="coerce") == spec.seed)]
         if len(taken):

@@ -297,6 +297,10 @@ def test_two_sweeps_never_pool_their_seeds_and_one_seed_gives_no_verdict(tmp_pat
     assert sorted(rows) == ["baseline · monday", "baseline · tuesday", "dropout · monday", "dropout · tuesday"]
     assert "best: baseline · monday, mean 90.50 % over 2 seeds" in result["layout"]["title"]["text"]
     assert sorted(set(at.dataframe[0].value["variant"])) == sorted(rows)
+    # each sweep's variants against its own baseline, never across sweeps
+    lines = sorted(m.value.replace("\\", "") for m in at.markdown if " vs baseline" in m.value)
+    assert [line.split(" points")[0] for line in lines] == ["**monday: dropout vs baseline: -10.0",
+                                                            "**tuesday: dropout vs baseline: -10.0"]
 
     single = tmp_path / "single"
     fake_repeats(single, {"baseline": [0.90], "dropout": [0.95]}, sweep="once")

@@ -63,6 +63,16 @@ def test_progress_rows_give_fraction_elapsed_eta_and_action():
     assert progress.progress_text(by_name.loc["c"]) == "epoch 0/5 · waiting for a worker"
 
 
+def test_an_estimate_no_clock_can_hold_says_it_is_estimating_instead_of_failing():
+    # seconds holding timestamps, an infinite value: the page must not fall over a datetime overflow
+    for seconds in (1.7e9, 1e12, float("inf")):
+        metrics = {"20250301-115001-b-0002": pd.DataFrame({"epoch": [1, 2], "seconds": [seconds, seconds],
+                                                          "val_acc": [0.5, 0.6]})}
+        row = progress.progress_rows(runs_frame(), {}, metrics, now=NOW).set_index("name").loc["b"]
+        assert row["ends_at"] is None
+        assert progress.progress_text(row).startswith("epoch 2/5 · estimating the end")
+
+
 def test_snapshot_fills_in_what_the_folder_does_not_know_yet():
     runs = runs_frame().iloc[[1]]
     snapshot = {"20250301-115001-b-0002": {"state": "running", "epoch": 3, "epochs": 5, "elapsed": 33.0,
@@ -214,6 +224,18 @@ def test_watches_fast_while_a_terminal_run_trains_and_slowly_when_it_ends(app_ru
     assert button(at, "Compare")
     open_app()
     assert polling[-1] == "3s"                               # so does the sidebar
+
+
+def test_the_sidebar_does_not_poll_on_pages_that_watch_the_folder(app_runs, polling):
+    # Runs and Compare redraw the whole app, the sidebar's count included, when a state changes.
+    open_app("pages/compare.py")
+    assert polling == ["3s", "3s"]     # New experiment's sidebar poller, then Compare's own watcher only
+    store = RunStore(app_runs)
+    folder = store.new_run(tiny(name="elsewhere", epochs=3), sweep="cli")
+    update_status(folder, state="running", pid=os.getppid(), epoch=1, started_at=now_iso(), heartbeat_at=now_iso())
+    polling.clear()
+    open_app("pages/live.py")
+    assert polling == ["1s", "1s"]     # New experiment's sidebar poller, then the Runs page's own watcher
 
 
 def test_resume_refuses_a_run_whose_data_lie_outside_the_data_root(app_runs, tmp_path, monkeypatch):

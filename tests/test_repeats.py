@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from trainlib import RunStore, ScenarioSpec
-from trainlib.repeats import (Verdict, baseline_variant, format_p, format_points, group_labels, variant_table,
-                              verdicts)
+from trainlib.repeats import (Verdict, baseline_variant, format_p, format_points, group_labels, superseded_run_ids,
+                              variant_table, verdicts)
 from trainlib.runfiles import now_iso, update_status, write_json
 
 
@@ -169,3 +169,31 @@ def test_numbers_in_the_verdicts():
     assert [format_points(d) for d in (0.4, -2.14, 0.04, -0.04, 12.25)] == ["+0.4", "-2.1", "+0.0", "+0.0", "+12.2"]
     assert [format_p(p) for p in (0.43, 1.0, 0.012, 0.0496, 0.05, 0.0004)] == [
         "p = 0.43", "p = 1", "p = 0.012", "p = 0.0496", "p = 0.05", "p < 0.001"]
+
+
+def test_two_sweeps_get_verdicts_each_against_its_own_baseline(runs_dir):
+    store = RunStore()
+    for sweep, shift in (("monday", 0.0), ("tuesday", -0.3)):
+        for position, (variant, accs) in enumerate({"baseline": [0.90, 0.91, 0.92],
+                                                     "dropout": [0.80, 0.81, 0.80]}.items()):
+            for seed, acc in enumerate(accs):
+                fake_run(store, variant, seed, acc + shift, position=position, sweep=sweep)
+    found = verdicts(store.list_runs())          # in the frame's order of sweeps
+    assert sorted(v.text for v in found) == ["monday: dropout vs baseline: -10.7 points, larger than seed noise",
+                                       "tuesday: dropout vs baseline: -10.7 points, larger than seed noise"]
+
+
+def test_an_older_run_of_a_seed_run_again_is_superseded_and_odd_frames_do_not_break_the_table(runs_dir):
+    store = RunStore()
+    old = fake_run(store, "a", 0, 0.90)
+    time.sleep(0.01)
+    new = fake_run(store, "a", 0, 0.70)
+    fake_run(store, "a", 1, 0.80)
+    runs = store.list_runs()
+    assert superseded_run_ids(runs) == {old} and new not in superseded_run_ids(runs)
+    # Run ids that are not text, a state column with missing values: no exception, ids kept as given.
+    odd = pd.DataFrame({"run_id": [1, 2, 3], "name": ["x", "x", "x"], "sweep": ["s", "s", "s"],
+                        "variant": ["v", "v", "v"], "seed": [0, 1, 2], "test_acc": [0.5, 0.6, 0.7],
+                        "state": pd.array(["finished", None, "finished"], dtype="string")})
+    (row,) = variant_table(odd).to_dict("records")
+    assert row["run_ids"] == [1, 3] and row["n"] == 2 and row["runs"] == 3

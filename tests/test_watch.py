@@ -100,3 +100,16 @@ def test_guesses_made_at_once_are_all_kept(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: save_prediction(root, "race", f"v{i % 3}"), range(40)))
     assert sorted(read_predictions(root, "race")) == sorted(f"v{i % 3}" for i in range(40))
+
+
+def test_a_page_is_drawn_from_the_version_taken_before_the_sidebar_count(tmp_path, monkeypatch):
+    # app.py takes the version before the sidebar reads its count; the page then uses that one, so a
+    # state written between the two makes the page's next poll redraw both.
+    monkeypatch.setattr(watch.st, "session_state", {})
+    store = RunStore(tmp_path / "runs")
+    folder = store.new_run(ScenarioSpec(name="a"), sweep="s")
+    watch.remember_version(store)
+    before = watch.runs_version(store)
+    update_status(folder, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
+    assert watch.drawn_version(store) == before != watch.runs_version(store)
+    assert watch.drawn_version(store) == watch.runs_version(store)       # used once; then taken anew

@@ -117,19 +117,19 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
         if position is not None:
             group["positions"].append(int(position))
         acc = _number(acc)
-        if state != "finished":
+        if not (isinstance(state, str) and state == "finished"):
             continue
         group["finished"] += 1
         if acc is None:
             continue
         seed = _seed(seed)
-        entry = (str(created) if isinstance(created, str) else "", str(run_id), acc)
+        entry = (str(created) if isinstance(created, str) else "", str(run_id), acc, run_id)
         if seed is None:
             group["unknown"].append((None, entry))
         elif seed not in group["counted"] or entry[:2] > group["counted"][seed][:2]:
             group["counted"][seed] = entry               # the newest run of this seed
     rows = []
-    order = {run_id: i for i, run_id in enumerate(column("run_id"))}
+    order = {str(run_id): i for i, run_id in enumerate(column("run_id"))}
     for first_seen, (variant, group) in enumerate(groups.items()):
         kept = sorted([(seed, entry) for seed, entry in group["counted"].items()] + group["unknown"],
                       key=lambda item: order[item[1][1]])                   # run order, as the frame has them
@@ -140,7 +140,7 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
                      "std_test_acc": statistics.stdev(accs) if len(accs) > 1 else math.nan,
                      "min_test_acc": min(accs, default=math.nan), "max_test_acc": max(accs, default=math.nan),
                      "test_accs": accs, "seeds": [seed for seed, _ in kept],
-                     "run_ids": [entry[1] for _, entry in kept], "_first_seen": first_seen})
+                     "run_ids": [entry[3] for _, entry in kept], "_first_seen": first_seen})
     table = pd.DataFrame(rows)
     table["position"] = table["position"].astype("Int64")
     table = table.sort_values(["position", "_first_seen"], na_position="last", kind="stable")
@@ -192,8 +192,34 @@ def compare(variant: str, accs: list[float], baseline: str, base_accs: list[floa
                    f"{TEST}, {format_p(p)} (two-sided, alpha {ALPHA:g})")
 
 
+def superseded_run_ids(runs: pd.DataFrame) -> set:
+    """Finished runs with a test accuracy that variant_table does not count: an older run of a seed
+    run again. The figures leave them out too, so that a chart's winner is the verdicts' winner."""
+    if runs.empty:
+        return set()
+    counted = {run_id for ids in variant_table(runs)["run_ids"] for run_id in ids}
+    finished = (runs["state"] == "finished").fillna(False) & pd.to_numeric(runs["test_acc"], errors="coerce").notna()
+    return set(runs.loc[finished.astype(bool), "run_id"]) - counted
+
+
 def verdicts(runs: pd.DataFrame) -> list[Verdict]:
-    """One verdict per variant other than the baseline, in variant_table's order."""
+    """One verdict per variant other than the baseline, in variant_table's order.
+
+    Runs of several sweeps: each sweep's variants against that sweep's own baseline (two sweeps'
+    other settings may differ, so a difference across them says nothing about a variant), the
+    text led by the sweep's name ("monday: dropout vs baseline: ..."); runs outside a sweep then
+    get no verdict."""
+    sweeps = list(dict.fromkeys(s for s in runs["sweep"] if isinstance(s, str) and s)) if "sweep" in runs else []
+    if len(sweeps) > 1:
+        found = []
+        for sweep in sweeps:
+            for verdict in _verdicts_of_one(runs[runs["sweep"] == sweep]):
+                found.append(dataclasses.replace(verdict, text=f"{sweep}: {verdict.text}"))
+        return found
+    return _verdicts_of_one(runs)
+
+
+def _verdicts_of_one(runs: pd.DataFrame) -> list[Verdict]:
     table = variant_table(runs)
     if table.empty:
         return []

@@ -447,7 +447,7 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self.folder(run_id))
         with self._cache_lock:
-            for kind in ("run", "row", "metrics"):
+            for kind in ("run", "row", "metrics", "metrics_long"):
                 self._cache.pop((kind, run_id), None)
 
 def list_runs(root: str | Path | None = None) -> pd.DataFrame:
