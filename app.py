@@ -13,6 +13,7 @@ from dashboard.shell import SHELL_RAN
 from dashboard.state import get_runner
 from dashboard.text import plain
 from trainlib.device import describe_device
+from trainlib.store import ACTIVE_STATES
 
 st.set_page_config(page_title="Training runs lab", layout="wide")
 st.session_state[SHELL_RAN] = True
@@ -32,7 +33,7 @@ SELF_WATCHING = ("live", "compare")          # url paths of pages/live.py and pa
 runner = get_runner()
 device = st.cache_resource(show_spinner=False)(describe_device)()
 runs = runner.store.list_runs()
-active = runner.busy() or bool(runs["state"].isin(("queued", "running")).any())
+active = runner.busy() or bool(runs["state"].isin(ACTIVE_STATES).any())
 still_interrupted = set(runs.loc[runs["state"] == "interrupted", "run_id"]) if not runs.empty else set()
 interrupted = [run_id for run_id in runner.interrupted_at_start if run_id in still_interrupted]
 

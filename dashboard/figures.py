@@ -192,15 +192,6 @@ def style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str |
     return fig
 
 
-def _note(fig: go.Figure, text: str) -> go.Figure:
-    """A centred message in place of data ('no finished epochs yet')."""
-    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font={"size": FONT_SIZE + 2, "color": NEUTRAL})
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
-
-
 def _note_layout(layout: dict, text: str) -> dict:
     layout["annotations"] = [{"text": text, "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
                               "showarrow": False, "font": {"size": FONT_SIZE + 2, "color": NEUTRAL}}]

@@ -122,7 +122,7 @@ named_runs = tables.with_names(chosen.assign(variant=repeats.group_labels(chosen
 variant_rows = repeats.variant_table(chosen)
 has_repeats = bool(len(variant_rows)) and int(variant_rows["runs"].max()) > 1
 # The results charts count what the verdicts count: an older run of a seed run again is left out.
-superseded = repeats.superseded_run_ids(chosen)
+superseded = repeats.superseded_run_ids(chosen, variant_rows)
 result_runs = named_runs[~named_runs["run_id"].isin(superseded)] if superseded else named_runs
 
 # A log scale by default when the losses span more than two decades (one diverging lr flattens the

@@ -192,12 +192,14 @@ def compare(variant: str, accs: list[float], baseline: str, base_accs: list[floa
                    f"{TEST}, {format_p(p)} (two-sided, alpha {ALPHA:g})")
 
 
-def superseded_run_ids(runs: pd.DataFrame) -> set:
+def superseded_run_ids(runs: pd.DataFrame, table: pd.DataFrame | None = None) -> set:
     """Finished runs with a test accuracy that variant_table does not count: an older run of a seed
-    run again. The figures leave them out too, so that a chart's winner is the verdicts' winner."""
+    run again. The figures leave them out too, so that a chart's winner is the verdicts' winner.
+    table: variant_table(runs), when the caller has it already."""
     if runs.empty:
         return set()
-    counted = {run_id for ids in variant_table(runs)["run_ids"] for run_id in ids}
+    table = variant_table(runs) if table is None else table
+    counted = {run_id for ids in table["run_ids"] for run_id in ids}
     finished = (runs["state"] == "finished").fillna(False) & pd.to_numeric(runs["test_acc"], errors="coerce").notna()
     return set(runs.loc[finished.astype(bool), "run_id"]) - counted
 

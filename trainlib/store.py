@@ -385,14 +385,19 @@ class RunStore:
             row.update(state=live["state"], error=_text(live["error"]))
         return row, problems
 
+    def _metrics_file(self, run_id: str) -> tuple[Path, tuple]:
+        """(path, stamp) of a run's metrics.csv. KeyError when there is no such run; ValueError
+        when the file cannot be looked at."""
+        path = self.folder(run_id) / "metrics.csv"
+        try:
+            return path, _stamp(path)
+        except OSError as exc:
+            raise ValueError(f"metrics.csv cannot be read: {exc.strerror or exc}") from None
+
     def load_run(self, run_id: str) -> pd.DataFrame:
         """The run's metrics.csv (empty with the standard columns when no epoch has finished).
         KeyError when there is no such run; ValueError('metrics.csv cannot be read: ...')."""
-        path = self.folder(run_id) / "metrics.csv"
-        try:
-            stamp = _stamp(path)
-        except OSError as exc:
-            raise ValueError(f"metrics.csv cannot be read: {exc.strerror or exc}") from None
+        path, stamp = self._metrics_file(run_id)
         return self._cached("metrics", run_id, stamp, lambda: read_metrics(path)).copy()
 
     @staticmethod
@@ -408,12 +413,8 @@ class RunStore:
         frames, skipped = [], []
         for run_id in run_ids:
             try:
-                path = self.folder(run_id) / "metrics.csv"
+                path, stamp = self._metrics_file(run_id)
                 name = self._row(run_id)[0]["name"]
-                try:
-                    stamp = _stamp(path)
-                except OSError as exc:
-                    raise ValueError(f"metrics.csv cannot be read: {exc.strerror or exc}") from None
                 # Cached with its two columns in place: a redraw of 50 runs copies nothing per run
                 # (pd.concat below makes the one copy the caller gets).
                 frame = self._cached("metrics_long", run_id, (stamp, name),
