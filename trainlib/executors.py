@@ -85,8 +85,8 @@ class ThreadExecutor:
             future.set_exception(exc)
         return future
 
-    def replace_slot(self, slot: int) -> None:
-        pass
+    def replace_slot(self, slot: int) -> int | None:
+        return None
 
     def describe(self) -> str:
         return "threads of this process"
@@ -120,17 +120,6 @@ class LocalProcessExecutor:
         for future in list(self._warming):
             future.result(timeout)
 
-    def exit_code(self, slot: int) -> int | None:
-        """How the slot's process ended (negative: the signal), None while it runs or when unknown."""
-        with self._lock:
-            pool = self._pools[slot]
-        # ProcessPoolExecutor keeps its processes in a private attribute; without it, say nothing.
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.join(timeout=5)
-            if process.exitcode is not None:
-                return process.exitcode
-        return None
-
     @property
     def slots(self) -> int:
         return len(self._pools)
@@ -146,11 +135,21 @@ class LocalProcessExecutor:
                 pool = self._pools[slot]
             return pool.submit(self.target, str(folder), resume, self.threads)
 
-    def replace_slot(self, slot: int) -> None:
-        """After the slot's process died: a fresh, warm one (the dead pool is broken for good)."""
+    def replace_slot(self, slot: int) -> int | None:
+        """After the slot's process died: a fresh, warm one (the dead pool is broken for good).
+
+        Returns how the old process ended (negative: the signal), None when unknown. Read only
+        after the dead pool's manager thread has joined its process: that thread reaps it, and a
+        second thread waiting on the same pid can lose the race and see no exit code at all
+        (1 time in 14 here), which once turned a `kill` into a "crash in native code".
+        """
         with self._lock:
             old, self._pools[slot] = self._pools[slot], self._new_pool()
-        old.shutdown(wait=False, cancel_futures=True)
+        # ProcessPoolExecutor keeps its processes in a private attribute; without it, say nothing.
+        processes = list((getattr(old, "_processes", None) or {}).values())
+        old.shutdown(wait=True, cancel_futures=True)
+        codes = [process.exitcode for process in processes if process.exitcode is not None]
+        return codes[0] if codes else None
 
     def describe(self) -> str:
         threads = f", {self.threads} thread{'s' if self.threads != 1 else ''} each" if self.threads else ""
@@ -203,8 +202,8 @@ class RayExecutor:
     def submit(self, slot: int, folder: Path, resume: bool) -> Future:
         return self._remote.remote(str(folder), resume, self.threads).future()
 
-    def replace_slot(self, slot: int) -> None:
-        pass                  # Ray starts a new worker for the next task itself
+    def replace_slot(self, slot: int) -> int | None:
+        return None           # Ray starts a new worker for the next task itself
 
     def wait_ready(self, timeout: float | None = None) -> None:
         pass

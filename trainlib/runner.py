@@ -384,8 +384,7 @@ class Runner:
                     log.exception("on_epoch failed for run %s", handle.run_id)
 
     def _process_died(self, slot: int, handle: RunHandle, folder: Path) -> None:
-        code = self.executor.exit_code(slot) if hasattr(self.executor, "exit_code") else None
-        self.executor.replace_slot(slot)
+        code = self.executor.replace_slot(slot)
         if code is not None and code < 0 and -code in (signal.SIGKILL, signal.SIGTERM):
             # Killed from outside (an out-of-memory kill, `kill`): every finished epoch is on disk;
             # readers show it interrupted once its heartbeat is stale, and it resumes from there.
