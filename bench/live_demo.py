@@ -5,6 +5,7 @@ Run puts the first curve point on screen, and how long a Compare refresh takes o
     .venv/bin/python bench/live_demo.py --quick --out /tmp/live-demo-quick.json     # smoke test: 1 repeat, 2 epochs
     .venv/bin/python bench/live_demo.py --skip-browser --out /tmp/compare-only.json # the AppTest Compare refresh alone
     .venv/bin/python bench/live_demo.py --compare-browser-only --out /tmp/cmp.json  # the Compare refresh in a real server alone
+    .venv/bin/python bench/live_demo.py --watching-only --out /tmp/watch.json       # the watching cost alone (~2 min)
 
 Needs streamlit, plotly, the `playwright` package and Debian's chromium at /usr/bin/chromium (playwright's
 own browser download cannot work offline), so it is a benchmark, not a test: nothing here is asserted.
@@ -110,6 +111,22 @@ REFRESH_JS = r"""([title, epoch, caption]) => {
   if (!w.__benchCaption && document.body.textContent.includes(caption)) w.__benchCaption = now;
   return Boolean(w.__benchPoint && w.__benchCaption);
 }""" % LOSS_POINTS_FN
+
+# Installed in a watching tab once it has loaded: counts what the tab does while the sweep runs, so
+# its browser CPU can be read per redraw. 'draws': plotly_afterplot events of every chart (a chart
+# drawn or redrawn); 'runs': the app's script (or a fragment, such as the watcher's poll) starting a run.
+COUNT_REDRAWS_JS = r"""() => {
+  const w = window;
+  w.__benchDraws = 0; w.__benchRuns = 0;
+  const hook = gd => { if (!gd.__benchHooked && gd.on) { gd.__benchHooked = true; gd.on('plotly_afterplot', () => w.__benchDraws++); } };
+  const app = document.querySelector("[data-testid='stApp']");
+  new MutationObserver(() => document.querySelectorAll('.js-plotly-plot').forEach(hook))
+    .observe(document.body, {childList: true, subtree: true});
+  document.querySelectorAll('.js-plotly-plot').forEach(hook);
+  new MutationObserver(() => { if (app.getAttribute('data-test-script-state') === 'running') w.__benchRuns++; })
+    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+READ_REDRAWS_JS = "() => ({draws: window.__benchDraws || 0, runs: window.__benchRuns || 0})"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -532,6 +549,8 @@ def watched_sweep(browser, server: Server, runs_dir: Path, work: Path, condition
     if open_tabs == "after-start":           # a class opens the page once the runs are there
         wait_for_runs(runs_dir, len(preset_variant_flags()[0]) // 2, ended=False)
         tabs = [open_tab(browser, server.url, which) for which in CONDITIONS[condition]]
+    for page in tabs:
+        page.evaluate(COUNT_REDRAWS_JS)
     rc = cli.wait()
     cli_s = time.perf_counter() - started
     log.close()
@@ -539,6 +558,7 @@ def watched_sweep(browser, server: Server, runs_dir: Path, work: Path, condition
     browser_after = browser_cpu(mine, exclude={server.pid, cli.pid})
     if rc != 0:
         raise RuntimeError(f"the sweep failed (exit {rc}): {(work / f'{sweep}.log').read_text()[-2000:]}")
+    counts = [page.evaluate(READ_REDRAWS_JS) for page in tabs]
     saw = [tab_shows(page, sweep) for page in tabs]
     for page in tabs:
         page.close()
@@ -550,6 +570,7 @@ def watched_sweep(browser, server: Server, runs_dir: Path, work: Path, condition
             "server_children_cpu_s": cpu_delta(server_before, server_after)
                                      - (server_after.get(server.pid, 0.0) - server_before.get(server.pid, 0.0)),
             "browser_cpu_s": cpu_delta(browser_before, browser_after) if CONDITIONS[condition] else 0.0,
+            "chart_draws": [c["draws"] for c in counts], "script_runs": [c["runs"] for c in counts],
             "tabs_saw_sweep": saw}
 
 
@@ -567,7 +588,8 @@ def measure_watching(browser, work: Path, repeats: int, epochs: int, workers: in
                 trials.append(trial)
                 print(f"  {condition:<16} repeat {repeat}: CLI {trial['cli_s']:.2f} s, span "
                       f"{_cell(trial['span_s'], '.2f')} s, server CPU {trial['server_cpu_s']:.2f} s, "
-                      f"browser CPU {trial['browser_cpu_s']:.2f} s, tabs saw the sweep: {trial['tabs_saw_sweep']}",
+                      f"browser CPU {trial['browser_cpu_s']:.2f} s, chart draws per tab {trial['chart_draws']}, "
+                      f"script runs per tab {trial['script_runs']}, tabs saw the sweep: {trial['tabs_saw_sweep']}",
                       flush=True)
     finally:
         server.stop()
@@ -856,6 +878,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="1 repeat, 2 epochs, 1 first-point trial each, 2 AppTest and 3 real-server refreshes, 5 s idle")
     parser.add_argument("--skip-browser", action="store_true", help="the AppTest Compare refresh alone (no server, no chromium)")
+    parser.add_argument("--watching-only", action="store_true",
+                        help="the watching cost alone (no Compare refresh, no first point)")
     parser.add_argument("--compare-browser-only", action="store_true",
                         help="the Compare refresh in a real server alone (no AppTest, no watching, no first point)")
     args = parser.parse_args(argv)
@@ -868,8 +892,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.compare_refreshes = 3 if args.quick else 5
     if args.idle_seconds is None:
         args.idle_seconds = 5.0 if args.quick else 10.0
-    if args.skip_browser and args.compare_browser_only:
-        parser.error("--skip-browser and --compare-browser-only leave nothing to measure")
+    if sum((args.skip_browser, args.compare_browser_only, args.watching_only)) > 1:
+        parser.error("--skip-browser, --compare-browser-only and --watching-only each leave out what the others measure")
     return args
 
 
@@ -879,7 +903,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="live-demo-") as tmp:
         work = Path(tmp)
-        if not args.compare_browser_only:
+        if not (args.compare_browser_only or args.watching_only):
             print(f"Compare refresh under AppTest: {args.compare_runs} fake runs x {args.compare_epochs} epochs, "
                   f"one running", flush=True)
             result["compare_refresh"] = measure_compare_refresh(work, args.compare_runs, args.compare_epochs,
@@ -891,20 +915,22 @@ def main(argv: list[str] | None = None) -> dict:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
                 result["machine"]["chromium"] = browser.version
-                print(f"\nCompare refresh in a real server: {args.compare_runs} fake runs x {args.compare_epochs} "
-                      f"epochs, one running; one tab, {args.compare_refreshes} refreshes", flush=True)
-                result["compare_refresh_server"] = measure_compare_browser(
-                    browser, work, args.compare_runs, args.compare_epochs, args.compare_refreshes,
-                    args.idle_seconds, args.workers)
+                if not args.watching_only:
+                    print(f"\nCompare refresh in a real server: {args.compare_runs} fake runs x {args.compare_epochs} "
+                          f"epochs, one running; one tab, {args.compare_refreshes} refreshes", flush=True)
+                    result["compare_refresh_server"] = measure_compare_browser(
+                        browser, work, args.compare_runs, args.compare_epochs, args.compare_refreshes,
+                        args.idle_seconds, args.workers)
                 if not args.compare_browser_only:
                     print(f"\nWatching cost: 4-run shapes sweep, {args.epochs} epochs, {args.repeats} repeat(s) of "
                           f"{len(CONDITIONS)} conditions, tabs opened {args.open_tabs} the sweep", flush=True)
                     result["watching"] = measure_watching(browser, work, args.repeats, args.epochs, args.workers,
                                                           args.open_tabs)
-                    print(f"\nFirst point after Run: {args.first_point_repeats} cold, {args.first_point_repeats} warm",
-                          flush=True)
-                    result["first_point"] = measure_first_point(browser, work, args.first_point_repeats,
-                                                                args.first_point_repeats, args.workers)
+                    if not args.watching_only:
+                        print(f"\nFirst point after Run: {args.first_point_repeats} cold, {args.first_point_repeats} warm",
+                              flush=True)
+                        result["first_point"] = measure_first_point(browser, work, args.first_point_repeats,
+                                                                    args.first_point_repeats, args.workers)
                 browser.close()
     result["total_s"] = time.perf_counter() - started
     result["machine"]["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

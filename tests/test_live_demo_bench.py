@@ -180,3 +180,6 @@ def test_compare_flags(bench):
     assert bench.parse_args(["--out", "x.json", "--compare-refreshes", "7"]).compare_refreshes == 7
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x.json", "--skip-browser", "--compare-browser-only"])
+    assert bench.parse_args(["--out", "x.json", "--watching-only"]).watching_only
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", "x.json", "--watching-only", "--compare-browser-only"])
