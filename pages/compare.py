@@ -250,7 +250,13 @@ if rows:
         open_run_detail(picked["run_id"])
 
 if params and chosen["test_acc"].notna().sum() >= 2:
-    plot(figures.parallel_coordinates(named_runs, params), "parallel_coordinates")
+    # Built only while open: plotly draws parallel coordinates with WebGL, and on a laptop whose
+    # browser has no GPU to use each draw cost ~1 s of CPU, again at every run that finished.
+    coords = st.expander("Parallel coordinates: the differing parameters against test accuracy",
+                         key="compare_parallel", on_change="rerun", icon=":material/timeline:")
+    if coords.open:
+        with coords:
+            plot(figures.parallel_coordinates(named_runs, params), "parallel_coordinates")
 else:
     st.caption("Parallel coordinates appear when two or more finished runs differ in some parameter.")
 
@@ -261,6 +267,7 @@ st.download_button("Download these runs' metrics (CSV)", data=functools.partial(
 # Polled for the chosen runs' epochs and states, and for runs joining or leaving the choices.
 watched = list(chosen["run_id"])
 # Every second while they move, also before a first epoch: the first point is the Runs page's to
-# show fast, and a Compare redraw (five charts and a table) costs the browser ~0.6 s of CPU.
+# show fast, and a Compare redraw (three curve charts and the table) costs a 2-core laptop's
+# browser ~0.6 s of CPU the training needs.
 watch.rerun_on_change(lambda: watch.runs_version(store, watched), drawn, watch.poll_every(chosen, first_point=False),
                       watched=watched, key="compare")

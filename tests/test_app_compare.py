@@ -85,7 +85,13 @@ def test_default_compares_the_newest_sweep(trained, monkeypatch, polling):
     assert not at.exception
     assert polling == ["3s"]                  # nothing is training: it only watches for new runs, slowly
     specs = chart_specs(at)
-    assert len(specs) == 5                    # loss, acc overlaid (the open tab's); dots; gap; parallel coords
+    assert len(specs) == 4                    # loss, acc overlaid (the open tab's); dots; gap
+    # Parallel coordinates (WebGL in the browser: ~1 s of CPU per draw without a GPU) only when opened.
+    assert [e.label for e in at.expander] == ["Parallel coordinates: the differing parameters against test accuracy"]
+    at.session_state["compare_parallel"] = True
+    at.run()
+    specs = chart_specs(at)
+    assert len(specs) == 5 and titled(specs, "Parameters and test accuracy")["data"][0]["type"] == "parcoords"
     loss = titled(specs, "Loss (")
     text = json.dumps(loss)
     assert all(name in text for name in ("baseline", "dropout", "l2")) and "moons" not in text

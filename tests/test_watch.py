@@ -54,7 +54,7 @@ def test_the_version_moves_with_what_a_page_shows_and_not_with_heartbeats(tmp_pa
     assert len(watch.narrow(watch.runs_version(store), watched=[])) == 2 and other.name
 
 
-def test_a_tab_polls_fast_for_a_first_point_then_every_second_then_slowly(tmp_path):
+def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_slowly(tmp_path):
     store = RunStore(tmp_path / "runs")
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY                 # no runs: 3 s
     folder = store.new_run(ScenarioSpec(name="a"), sweep="s")
@@ -64,7 +64,21 @@ def test_a_tab_polls_fast_for_a_first_point_then_every_second_then_slowly(tmp_pa
     add_epoch(folder, 1)
     update_status(folder, epoch=1)
     assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
-    update_status(folder, state="finished", ended_at=now_iso())
+    # The sweep's next run starting is one more line on a chart that has points: polled every second.
+    later = store.new_run(ScenarioSpec(name="b"), sweep="s")
+    update_status(later, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
+    assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
+    assert watch.poll_every(store.list_runs(), first_point=False) == watch.ACTIVE_EVERY      # Compare: never fast
+    # Another Run: a new sweep, or a run outside any sweep, with no point yet: fast again.
+    single = store.new_run(ScenarioSpec(name="c"))
+    update_status(single, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
+    assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY
+    update_status(single, state="finished", ended_at=now_iso())
+    other_sweep = store.new_run(ScenarioSpec(name="d"), sweep="t")
+    update_status(other_sweep, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
+    assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY
+    for run in (folder, later, other_sweep):
+        update_status(run, state="finished", ended_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY
     assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.25s", "1s", "3s")
 
