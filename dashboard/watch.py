@@ -11,6 +11,11 @@ stat per file of each run; a file is parsed again only when it changed) plus the
 run's metrics.csv. The page is drawn again only when the part of that version it shows moved: its
 runs' epochs, states and results, or the set of runs (a new run, another state to filter by). A tab
 with nothing running keeps polling, slowly, so it learns of runs another tab or a terminal started.
+
+A tab the browser does not show (another tab in front of it, a minimised window) is not redrawn:
+on a laptop that trains, its browser would lay out charts nobody sees with the CPU the training
+needs. It says so through a tiny component (the page's `visibilitychange`), and redraws as soon as
+it is shown again if the folder moved meanwhile.
 """
 from __future__ import annotations
 
@@ -26,6 +31,23 @@ ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a secon
 IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
 _SEEN = "watch_seen_version"
 _REMEMBERED = "watch_version_before_sidebar"
+
+# Reports whether the browser shows this tab; a change reruns the fragment the component sits in.
+_VISIBILITY_JS = """
+export default function ({ setStateValue }) {
+  const report = () => setStateValue("hidden", document.visibilityState === "hidden");
+  report();
+  document.addEventListener("visibilitychange", report);
+  return () => document.removeEventListener("visibilitychange", report);
+}
+"""
+_tab_visibility = st.components.v2.component("trainlib_tab_visibility", js=_VISIBILITY_JS)
+
+
+def tab_hidden(key: str) -> bool:
+    """Whether the browser hides this tab now (False until it has said, and under AppTest)."""
+    result = _tab_visibility(key=key, default={"hidden": False}, on_hidden_change=lambda: None)
+    return bool(getattr(result, "hidden", False))
 
 
 def runs_version(store: RunStore, watched: Collection[str] | None = None) -> tuple:
@@ -94,13 +116,16 @@ def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
 def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, every: str,
                     watched: Collection[str] | None = None, key: str = "page") -> None:
     """Poll version_now() every `every` and rerun the whole page when its part for `watched` (see
-    narrow) differs from `drawn`, the version the page was drawn from. Call it once per page run,
-    after drawing; it draws nothing itself."""
+    narrow) differs from `drawn`, the version the page was drawn from; not while the browser hides
+    the tab, and at once when it shows it again. Call it once per page run, after drawing; it draws
+    nothing visible itself."""
     seen_key = f"{_SEEN}_{key}"
     st.session_state[seen_key] = narrow(drawn, watched)
 
     @st.fragment(run_every=every)
     def watcher() -> None:
+        if tab_hidden(f"watch_tab_hidden_{key}"):
+            return
         if narrow(version_now(), watched) != st.session_state.get(seen_key):
             st.rerun(scope="app")
 

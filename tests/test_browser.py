@@ -270,3 +270,66 @@ def test_the_dataset_picked_is_the_dataset_trained(app_server):
     for folder_path in folders:
         spec = json.loads((folder_path / "scenario.json").read_text())
         assert (spec["dataset"], spec["data_dir"]) == ("mnist", str(digits)), folder_path.name
+
+
+# Makes the page believe the browser hides it (another tab in front), as a browser tells a page in a
+# background tab; window.__tabShown(true) shows it again, with the event a browser sends.
+BACKGROUND_TAB_JS = """(() => {
+  let state = 'hidden';
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+  Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
+  window.__tabShown = shown => { state = shown ? 'visible' : 'hidden'; document.dispatchEvent(new Event('visibilitychange')); };
+  window.__scriptRuns = 0;
+  new MutationObserver(() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    if (app && !app.__counted) {
+      app.__counted = true;
+      new MutationObserver(() => { if (app.getAttribute('data-test-script-state') === 'running') window.__scriptRuns++; })
+        .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    }
+  }).observe(document, {childList: true, subtree: true});
+})()"""
+
+
+def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
+    """A hidden tab keeps polling but draws nothing new (its browser would lay out charts nobody sees
+    with the CPU the training needs); shown again, it catches up at once."""
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(REPO))
+    from trainlib import ScenarioSpec
+    from trainlib.store import RunStore, now_iso, update_status
+
+    url, tmp_path = app_server
+    store = RunStore(tmp_path / "runs")
+    folder = store.new_run(ScenarioSpec(name="watched", epochs=5), sweep="demo")
+    # Running in this (living) process, as a run of a terminal's sweep would be.
+    update_status(folder, state="running", pid=os.getpid(), started_at=now_iso(), heartbeat_at=now_iso())
+
+    def add_epoch(epoch: int) -> None:
+        header = "" if (folder / "metrics.csv").exists() else "epoch,train_loss,val_loss,train_acc,val_acc,lr,seconds\n"
+        with open(folder / "metrics.csv", "a") as out:
+            out.write(header + f"{epoch},{1 / epoch},{1.2 / epoch},0.8,0.7,0.001,0.5\n")
+        update_status(folder, epoch=epoch, heartbeat_at=now_iso())
+
+    add_epoch(1)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport=PROJECTOR)
+        page.set_default_timeout(60_000)
+        page.add_init_script(BACKGROUND_TAB_JS)
+        page.goto(f"{url}/live")
+        page.get_by_text("epoch 1/5").first.wait_for()
+        wait_for_script_run(page)
+        add_epoch(2)
+        # Three of its polls after the new epoch (a poll every second while a run moves): none redrew.
+        polls = page.evaluate("() => window.__scriptRuns")
+        page.wait_for_function(f"() => window.__scriptRuns >= {polls + 3}")
+        wait_for_script_run(page)
+        assert page.get_by_text("epoch 2/5").count() == 0
+        assert page.get_by_text("epoch 1/5").count() == 1
+        # Shown again: the new epoch at once, without waiting for the next poll.
+        page.evaluate("() => window.__tabShown(true)")
+        page.get_by_text("epoch 2/5").first.wait_for()
+        browser.close()
+    update_status(folder, state="finished", ended_at=now_iso())

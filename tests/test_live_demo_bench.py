@@ -35,23 +35,23 @@ def trial(condition: str, cli_s: float, span_s: float | None, cpu: float = 0.0, 
 def test_watch_table_gives_medians_ratios_to_no_browser_and_the_goals_verdicts(bench):
     trials = [trial("no browser", 10.0, 4.0), trial("no browser", 12.0, 6.0),
               trial("one Runs tab", 12.0, 6.0, 1.0, [True]), trial("one Runs tab", 13.0, 6.0, 3.0, [True]),
-              trial("three Runs tabs", 20.0, 8.0, 5.0, [True, False, True]),
+              trial("three Runs windows, all shown", 20.0, 8.0, 5.0, [True, False, True]),
               trial("one Compare tab", 11.0, None, saw=[True])]
     rows = {row["condition"]: row for row in bench.watch_table(trials)}
-    assert list(rows) == ["no browser", "one Runs tab", "one Compare tab", "three Runs tabs"]   # CONDITIONS order
+    assert list(rows) == ["no browser", "one Runs tab", "one Compare tab", "three Runs windows, all shown"]
     base = rows["no browser"]
     assert (base["cli_s"], base["span_s"], base["ratio"], base["verdict"]) == (11.0, 5.0, 1.0, "")
     runs = rows["one Runs tab"]
     assert runs["cli_s"] == 12.5 and runs["ratio"] == pytest.approx(12.5 / 11)
     assert runs["span_ratio"] == pytest.approx(1.2) and runs["server_cpu_s"] == 2.0
     assert (runs["goal"], runs["verdict"], runs["span_verdict"]) == (1.25, "pass", "pass")
-    three = rows["three Runs tabs"]
+    three = rows["three Runs windows, all shown"]
     assert three["ratio"] == pytest.approx(20 / 11) and (three["goal"], three["verdict"]) == (1.5, "miss")
     assert three["span_verdict"] == "miss" and three["tabs_saw_sweep"] is False
     compare = rows["one Compare tab"]
     assert compare["span_ratio"] is None and compare["span_verdict"] == "n/a" and compare["verdict"] == "pass"
     table = bench.format_watch_table(bench.watch_table(trials))
-    assert "three Runs tabs" in table and "miss/miss" in table and "<=1.50x" in table
+    assert "three Runs windows, all shown" in table and "miss/miss" in table and "<=1.50x" in table
     assert "a tab never showed the sweep" in table
 
 
