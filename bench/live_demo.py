@@ -5,7 +5,8 @@ Run puts the first curve point on screen, and how long a Compare refresh takes o
     .venv/bin/python bench/live_demo.py --quick --out /tmp/live-demo-quick.json     # smoke test: 1 repeat, 2 epochs
     .venv/bin/python bench/live_demo.py --skip-browser --out /tmp/compare-only.json # the AppTest Compare refresh alone
     .venv/bin/python bench/live_demo.py --compare-browser-only --out /tmp/cmp.json  # the Compare refresh in a real server alone
-    .venv/bin/python bench/live_demo.py --watching-only --out /tmp/watch.json       # the watching cost alone (~2 min)
+    .venv/bin/python bench/live_demo.py --watching-only --out /tmp/watch.json       # the watching cost alone (~2.5 min)
+    .venv/bin/python bench/live_demo.py --first-point-only --out /tmp/first.json    # the first point after Run alone (~1.5 min)
 
 Needs streamlit, plotly, the `playwright` package and Debian's chromium at /usr/bin/chromium (playwright's
 own browser download cannot work offline), so it is a benchmark, not a test: nothing here is asserted.
@@ -902,6 +903,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-browser", action="store_true", help="the AppTest Compare refresh alone (no server, no chromium)")
     parser.add_argument("--watching-only", action="store_true",
                         help="the watching cost alone (no Compare refresh, no first point)")
+    parser.add_argument("--first-point-only", action="store_true",
+                        help="the first point after Run alone (no Compare refresh, no watching)")
     parser.add_argument("--compare-browser-only", action="store_true",
                         help="the Compare refresh in a real server alone (no AppTest, no watching, no first point)")
     args = parser.parse_args(argv)
@@ -914,8 +917,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.compare_refreshes = 3 if args.quick else 5
     if args.idle_seconds is None:
         args.idle_seconds = 5.0 if args.quick else 10.0
-    if sum((args.skip_browser, args.compare_browser_only, args.watching_only)) > 1:
-        parser.error("--skip-browser, --compare-browser-only and --watching-only each leave out what the others measure")
+    if sum((args.skip_browser, args.compare_browser_only, args.watching_only, args.first_point_only)) > 1:
+        parser.error("--skip-browser, --compare-browser-only, --watching-only and --first-point-only each leave out "
+                     "what the others measure")
     return args
 
 
@@ -925,7 +929,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="live-demo-") as tmp:
         work = Path(tmp)
-        if not (args.compare_browser_only or args.watching_only):
+        if not (args.compare_browser_only or args.watching_only or args.first_point_only):
             print(f"Compare refresh under AppTest: {args.compare_runs} fake runs x {args.compare_epochs} epochs, "
                   f"one running", flush=True)
             result["compare_refresh"] = measure_compare_refresh(work, args.compare_runs, args.compare_epochs,
@@ -937,22 +941,22 @@ def main(argv: list[str] | None = None) -> dict:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
                 result["machine"]["chromium"] = browser.version
-                if not args.watching_only:
+                if not (args.watching_only or args.first_point_only):
                     print(f"\nCompare refresh in a real server: {args.compare_runs} fake runs x {args.compare_epochs} "
                           f"epochs, one running; one tab, {args.compare_refreshes} refreshes", flush=True)
                     result["compare_refresh_server"] = measure_compare_browser(
                         browser, work, args.compare_runs, args.compare_epochs, args.compare_refreshes,
                         args.idle_seconds, args.workers)
-                if not args.compare_browser_only:
+                if not (args.compare_browser_only or args.first_point_only):
                     print(f"\nWatching cost: 4-run shapes sweep, {args.epochs} epochs, {args.repeats} repeat(s) of "
                           f"{len(CONDITIONS)} conditions, tabs opened {args.open_tabs} the sweep", flush=True)
                     result["watching"] = measure_watching(browser, work, args.repeats, args.epochs, args.workers,
                                                           args.open_tabs)
-                    if not args.watching_only:
-                        print(f"\nFirst point after Run: {args.first_point_repeats} cold, {args.first_point_repeats} warm",
-                              flush=True)
-                        result["first_point"] = measure_first_point(browser, work, args.first_point_repeats,
-                                                                    args.first_point_repeats, args.workers)
+                if not (args.compare_browser_only or args.watching_only):
+                    print(f"\nFirst point after Run: {args.first_point_repeats} cold, {args.first_point_repeats} warm",
+                          flush=True)
+                    result["first_point"] = measure_first_point(browser, work, args.first_point_repeats,
+                                                                args.first_point_repeats, args.workers)
                 browser.close()
     result["total_s"] = time.perf_counter() - started
     result["machine"]["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
