@@ -7,9 +7,9 @@ trains), Cancel (a queued one), Resume (interrupted or stopped), Compare (a swee
 epoch: its curves grow there live), Details.
 
 The page is drawn again only when the runs folder changed (dashboard/watch.py): a new epoch, a new
-run, a state. A tab polls a cheap version of the folder: four times a second while a first epoch is due,
-every second while runs move, every three seconds otherwise, so an idle tab also learns of runs
-started elsewhere.
+run, a state. A tab polls a cheap version of the folder: four times a second while the first point
+after Run is due, every second while runs move, every three seconds otherwise, so an idle tab also
+learns of runs started elsewhere; a tab the browser hides is redrawn only once shown again.
 """
 from __future__ import annotations
 
