@@ -28,6 +28,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 RUN_NAMES = ("baseline", "l2", "dropout", "batchnorm")
 PRESET = "Regularization"            # the preset's button label
 PROJECTOR = {"width": 1280, "height": 720}      # a classroom projector: every page must read there
+SERVER_LOG: dict[str, Path] = {}                # the running app_server's log, for failure messages
 # Text that must never be cut: a label or heading whose element (or a part of it) is narrower than
 # its text has been truncated ("Ca..." for Cancel) or overflows its box.
 CUT_TEXT_JS = """() => {
@@ -76,6 +77,7 @@ def app_server(tmp_path):
     env = {**os.environ, "TRAINLIB_RUNS_DIR": str(tmp_path / "runs"), "TRAINLIB_OFFLINE": "1",
            "TRAINLIB_WORKERS": "1", "TRAINLIB_DATA_ROOT": str(tmp_path / "data")}
     log = open(tmp_path / "streamlit.log", "w")
+    SERVER_LOG["path"] = tmp_path / "streamlit.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -113,6 +115,21 @@ def wait_for_script_run(page) -> None:
     page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
 
 
+def wait_for_heading(page, text: str) -> None:
+    """Until the page's h1 reads `text`. When it does not come, the failure says what the page
+    showed instead and what the server printed: a timeout alone says nothing of its cause."""
+    try:
+        page.locator("h1", has_text=text).first.wait_for()
+    except Exception as exc:                       # playwright's TimeoutError
+        shown = page.evaluate("() => document.body ? document.body.innerText.slice(0, 1500) : ''")
+        state = page.evaluate("() => document.querySelector(\"[data-testid='stApp']\")"
+                              "?.getAttribute('data-test-script-state')")
+        log = SERVER_LOG.get("path")
+        tail = log.read_text()[-3000:] if log and log.exists() else "(no server log)"
+        raise AssertionError(f"no h1 '{text}' at {page.url} (script state {state}); the page shows:\n{shown}\n"
+                             f"--- server log:\n{tail}") from exc
+
+
 HEADINGS = {"New experiment": "New experiment", "Runs": "Runs", "Compare": "Compare runs",
             "Run detail": "Run detail", "LR finder": "Learning-rate finder"}     # link -> the page's h1
 
@@ -120,7 +137,7 @@ HEADINGS = {"New experiment": "New experiment", "Runs": "Runs", "Compare": "Comp
 def open_page(page, link: str) -> None:
     """Click a page in the sidebar navigation and wait until it is drawn."""
     page.get_by_role("link", name=link, exact=True).click()
-    page.locator("h1", has_text=HEADINGS[link]).first.wait_for()
+    wait_for_heading(page, HEADINGS[link])
     wait_for_script_run(page)
 
 
@@ -152,7 +169,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         # and sidebar (Streamlit's old pages/ folder mode must not take over).
         page.goto(f"{url}/compare")
         # The first run of a fresh server imports the engine (seconds on a cold CPU): wait for the page.
-        page.locator("h1", has_text="Compare runs").first.wait_for()
+        wait_for_heading(page, "Compare runs")
         wait_for_script_run(page)
         sidebar = page.locator("[data-testid='stSidebar']")
         expect(sidebar).to_contain_text("Training now")
@@ -160,7 +177,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
 
         # New experiment: one click on the preset, the preview shows four scenarios, Run.
         page.goto(url)
-        page.locator("h1", has_text="New experiment").first.wait_for()
+        wait_for_heading(page, "New experiment")
         wait_for_script_run(page)
         # The first screen says what the app is for, and a preset and Run are on it without scrolling.
         expect(page.get_by_text("pick a preset and press Run").first).to_be_visible()
@@ -177,7 +194,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         run_button.click()
 
         # Runs: the four progress live, with their train and validation curves as they come.
-        page.locator("h1", has_text="Runs").first.wait_for()
+        wait_for_heading(page, "Runs")
         page.get_by_text("Queued 4 runs").first.wait_for()          # drawn by the same run, just after
         page.get_by_text("4 runs: 4 finished").first.wait_for(timeout=120_000)   # the sweep trains
         wait_for_script_run(page)
@@ -189,7 +206,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         assert_nothing_cut(page, "Runs")
         _shoot(page, tmp_path, "runs")
         compare.click()
-        page.locator("h1", has_text="Compare runs").first.wait_for()
+        wait_for_heading(page, "Compare runs")
         wait_for_script_run(page)
 
         # Compare: the four runs' curves and their test accuracies, the best one named.
@@ -245,7 +262,7 @@ def test_the_dataset_picked_is_the_dataset_trained(app_server):
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(url)
-        page.locator("h1", has_text="New experiment").first.wait_for()
+        wait_for_heading(page, "New experiment")
         wait_for_script_run(page)
         page.get_by_role("button", name=PRESET).first.click()
         page.get_by_role("button", name="Run 4 scenarios").first.wait_for()
@@ -262,7 +279,7 @@ def test_the_dataset_picked_is_the_dataset_trained(app_server):
         wait_for_script_run(page)
         expect(page.get_by_text(f"All 4 runs: dataset mnist (data folder {digits})").first).to_be_visible()
         page.get_by_role("button", name="Run 4 scenarios").first.click()
-        page.locator("h1", has_text="Runs").first.wait_for()
+        wait_for_heading(page, "Runs")
         browser.close()
 
     folders = [p for p in (tmp_path / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")]
