@@ -33,10 +33,13 @@ _SEEN = "watch_seen_version"
 _REMEMBERED = "watch_version_before_sidebar"
 
 # Reports whether the browser shows this tab; a change reruns the fragment the component sits in.
+# `data` is what the server last knew: at mount it reports only a difference, so a page drawn in a
+# tab that is shown asks for no extra rerun while its own run is ending (Streamlit can drop elements
+# of a run that a fragment's rerun interrupts: streamlit#9188).
 _VISIBILITY_JS = """
-export default function ({ setStateValue }) {
+export default function ({ data, setStateValue }) {
   const report = () => setStateValue("hidden", document.visibilityState === "hidden");
-  report();
+  if ((document.visibilityState === "hidden") !== Boolean(data && data.hidden)) report();
   document.addEventListener("visibilitychange", report);
   return () => document.removeEventListener("visibilitychange", report);
 }
@@ -46,7 +49,10 @@ _tab_visibility = st.components.v2.component("trainlib_tab_visibility", js=_VISI
 
 def tab_hidden(key: str) -> bool:
     """Whether the browser hides this tab now (False until it has said, and under AppTest)."""
-    result = _tab_visibility(key=key, default={"hidden": False}, on_hidden_change=lambda: None)
+    known = st.session_state.get(key)
+    hidden = bool(known.get("hidden")) if hasattr(known, "get") else False
+    result = _tab_visibility(key=key, data={"hidden": hidden}, default={"hidden": False},
+                             on_hidden_change=lambda: None)
     return bool(getattr(result, "hidden", False))
 
 
