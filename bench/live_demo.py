@@ -1,7 +1,7 @@
 """Live-demo benchmark (issue 9): what watching a sweep in the browser costs the training, how soon
 Run puts the first curve point on screen, and how long a Compare refresh takes on the server.
 
-    .venv/bin/python bench/live_demo.py --out bench/results/live-demo-cpu.json      # everything (~4 min on 2 cores)
+    .venv/bin/python bench/live_demo.py --out bench/results/live-demo-cpu.json      # everything (~5 min on 2 cores)
     .venv/bin/python bench/live_demo.py --quick --out /tmp/live-demo-quick.json     # smoke test: 1 repeat, 2 epochs
     .venv/bin/python bench/live_demo.py --skip-browser --out /tmp/compare-only.json # the AppTest Compare refresh alone
     .venv/bin/python bench/live_demo.py --compare-browser-only --out /tmp/cmp.json  # the Compare refresh in a real server alone
