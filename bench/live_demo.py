@@ -882,6 +882,9 @@ def machine_info() -> dict:
     return info
 
 
+PARTS = ("compare-apptest", "compare-server", "watching", "first-point")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON file for the figures")
@@ -917,9 +920,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.compare_refreshes = 3 if args.quick else 5
     if args.idle_seconds is None:
         args.idle_seconds = 5.0 if args.quick else 10.0
-    if sum((args.skip_browser, args.compare_browser_only, args.watching_only, args.first_point_only)) > 1:
+    only = {"compare-apptest": args.skip_browser, "compare-server": args.compare_browser_only,
+            "watching": args.watching_only, "first-point": args.first_point_only}
+    if sum(only.values()) > 1:
         parser.error("--skip-browser, --compare-browser-only, --watching-only and --first-point-only each leave out "
                      "what the others measure")
+    args.parts = {part for part, alone in only.items() if alone} or set(PARTS)     # what this run measures
     return args
 
 
@@ -929,30 +935,30 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="live-demo-") as tmp:
         work = Path(tmp)
-        if not (args.compare_browser_only or args.watching_only or args.first_point_only):
+        if "compare-apptest" in args.parts:
             print(f"Compare refresh under AppTest: {args.compare_runs} fake runs x {args.compare_epochs} epochs, "
                   f"one running", flush=True)
             result["compare_refresh"] = measure_compare_refresh(work, args.compare_runs, args.compare_epochs,
                                                                 args.compare_timed)
-        if not args.skip_browser:
+        if args.parts - {"compare-apptest"}:
             if not Path(CHROMIUM).exists():
                 raise SystemExit(f"no chromium at {CHROMIUM} (apt-get install chromium), or use --skip-browser")
             from playwright.sync_api import sync_playwright
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
                 result["machine"]["chromium"] = browser.version
-                if not (args.watching_only or args.first_point_only):
+                if "compare-server" in args.parts:
                     print(f"\nCompare refresh in a real server: {args.compare_runs} fake runs x {args.compare_epochs} "
                           f"epochs, one running; one tab, {args.compare_refreshes} refreshes", flush=True)
                     result["compare_refresh_server"] = measure_compare_browser(
                         browser, work, args.compare_runs, args.compare_epochs, args.compare_refreshes,
                         args.idle_seconds, args.workers)
-                if not (args.compare_browser_only or args.first_point_only):
+                if "watching" in args.parts:
                     print(f"\nWatching cost: 4-run shapes sweep, {args.epochs} epochs, {args.repeats} repeat(s) of "
                           f"{len(CONDITIONS)} conditions, tabs opened {args.open_tabs} the sweep", flush=True)
                     result["watching"] = measure_watching(browser, work, args.repeats, args.epochs, args.workers,
                                                           args.open_tabs)
-                if not (args.compare_browser_only or args.watching_only):
+                if "first-point" in args.parts:
                     print(f"\nFirst point after Run: {args.first_point_repeats} cold, {args.first_point_repeats} warm",
                           flush=True)
                     result["first_point"] = measure_first_point(browser, work, args.first_point_repeats,

@@ -24,6 +24,8 @@ SPEC_FIELDS = tuple(field_names())
 NOT_PARAMS = ("name",)
 RESULT_COLUMNS = ["final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc",
                   "best_val_loss", "best_epoch", "test_acc", "epochs_done", "seconds"]
+# What a run without a finished epoch has (test_acc comes from its summary, not its metrics).
+NO_RESULTS = {key: None for key in RESULT_COLUMNS if key != "test_acc"}
 
 
 def _plain(value: Any) -> Any:
@@ -76,28 +78,14 @@ def with_names(frame: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
 
 def run_results(metrics: pd.DataFrame, run_id: str) -> dict[str, Any]:
     """Final and best numbers of one run from its metrics rows (None where there is no epoch yet)."""
-    frame = metrics[metrics["run_id"] == run_id].sort_values("epoch") if len(metrics) else metrics
-    if frame.empty:
-        return {key: None for key in RESULT_COLUMNS if key not in ("test_acc",)}
-    last = frame.iloc[-1]
-    val_loss = pd.to_numeric(frame["val_loss"], errors="coerce")
-    best = val_loss.idxmin() if val_loss.notna().any() else None
-
-    def number(value: Any) -> float | None:
-        value = pd.to_numeric(value, errors="coerce")
-        return None if pd.isna(value) else float(value)
-
-    return {"final_train_loss": number(last["train_loss"]), "final_val_loss": number(last["val_loss"]),
-            "final_train_acc": number(last["train_acc"]), "final_val_acc": number(last["val_acc"]),
-            "best_val_loss": None if best is None else float(val_loss[best]),
-            "best_epoch": None if best is None else int(frame.loc[best, "epoch"]),
-            "epochs_done": int(len(frame)),
-            "seconds": float(pd.to_numeric(frame["seconds"], errors="coerce").sum())}
+    rows = metrics[metrics["run_id"] == run_id] if len(metrics) else metrics
+    return results_by_run(rows).get(run_id, dict(NO_RESULTS))
 
 
 def results_by_run(metrics: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """run_results of every run in a long metrics table, in one pass over its arrays: Compare builds
-    the table on every redraw, and pandas calls per run cost ~1 ms each (50 ms for 50 runs)."""
+    """run_results of every run in a long metrics table (a run without rows has none: NO_RESULTS), in
+    one pass over its arrays: Compare builds the table on every redraw, and pandas calls per run cost
+    ~1 ms each (50 ms for 50 runs)."""
     if metrics.empty:
         return {}
     run_ids = metrics["run_id"].to_numpy(dtype=object)
@@ -149,7 +137,6 @@ def comparison_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     params = differing_params(runs)
     has_variant = "variant" in runs.columns
     results = results_by_run(metrics)
-    empty = run_results(metrics.iloc[:0], "")
     rows = []
     for _, run in runs.iterrows():
         row = {"run_id": run["run_id"], "name": run.get("name", run["run_id"]), "state": run.get("state")}
@@ -158,7 +145,7 @@ def comparison_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
             row["variant"] = variant if isinstance(variant, str) and variant else row["name"]
         for param in params:
             row[param] = run[param]
-        row.update(results.get(run["run_id"], empty))
+        row.update(results.get(run["run_id"], NO_RESULTS))
         test_acc = pd.to_numeric(run.get("test_acc"), errors="coerce")
         row["test_acc"] = None if pd.isna(test_acc) else float(test_acc)
         rows.append(row)

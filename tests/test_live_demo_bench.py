@@ -181,5 +181,8 @@ def test_compare_flags(bench):
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x.json", "--skip-browser", "--compare-browser-only"])
     assert bench.parse_args(["--out", "x.json", "--watching-only"]).watching_only
+    assert bench.parse_args(["--out", "x.json", "--watching-only"]).parts == {"watching"}
+    assert bench.parse_args(["--out", "x.json", "--skip-browser"]).parts == {"compare-apptest"}
+    assert full.parts == set(bench.PARTS)
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x.json", "--watching-only", "--compare-browser-only"])
