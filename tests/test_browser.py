@@ -179,6 +179,12 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         page.goto(url)
         wait_for_heading(page, "New experiment")
         wait_for_script_run(page)
+        # While a preset is picked, the page has the browser load the charts' code that Run will need
+        # (dashboard/preload.py): Streamlit's own chart module, fetched once, by this page.
+        page.wait_for_function("() => window.__trainlibChartsLoaded === true")
+        loaded = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)"
+                               ".filter(name => /\\/static\\/js\\/PlotlyChart\\.[^/]+\\.js$/.test(name))")
+        assert len(loaded) == 1, loaded
         # The first screen says what the app is for, and a preset and Run are on it without scrolling.
         expect(page.get_by_text("pick a preset and press Run").first).to_be_visible()
         page.get_by_role("button", name=PRESET, exact=True).first.click()
