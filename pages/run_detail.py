@@ -274,8 +274,10 @@ def show_progress(run_id: str, was_live: bool) -> None:
     if metrics.empty:
         st.info("No finished epochs yet: the curves appear after the first one.")
         return
-    # Its colour among its sweep's runs: the same as on the Runs and Compare pages.
-    same_sweep = runs[runs["sweep"] == row["sweep"]] if isinstance(row["sweep"], str) else runs[runs["run_id"] == run_id]
+    # Its colour among its sweep's runs, or among the runs outside a sweep (the Runs page's 'Single
+    # runs' chart, where no two take one colour): the same as on the Runs page.
+    in_a_sweep = runs["sweep"].apply(lambda sweep: isinstance(sweep, str) and sweep != "")
+    same_sweep = runs[runs["sweep"] == row["sweep"]] if in_a_sweep[runs["run_id"] == run_id].any() else runs[~in_a_sweep]
     colors = figures.run_colors(tables.in_run_order(same_sweep))
     left, right = st.columns(2)
     with left:

@@ -341,3 +341,45 @@ def test_clone_and_change_one_knob_queues_a_run_named_by_the_difference(trained,
     assert any(e.value.replace("\\", "").startswith("seed: moons-mlp has a run with seed 7") for e in at.error)
     assert len(RunStore(root).list_runs()) == 3
     current_runner().stop_all()
+
+
+
+def test_a_single_run_has_the_colour_it_has_on_the_runs_page(page, tmp_path, monkeypatch):
+    """Runs outside a sweep share the Runs page's 'Single runs' chart, where no two take one colour
+    (nine runs, eight colours: some would collide alone): Run detail draws each in that colour."""
+    import pandas as pd
+    from trainlib.store import write_atomic
+
+    root = tmp_path / "runs"
+    store = RunStore(root)
+    ids = []
+    for i in range(9):
+        folder = store.new_run(ScenarioSpec(name=f"single-{i}", epochs=1))
+        write_atomic(folder / "metrics.csv", pd.DataFrame(
+            [[1, 0.5 + i / 10, 0.8, 0.6 + i / 10, 0.8, 1e-3, 0.5, 100.0]],
+            columns=["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "samples_per_s"],
+        ).to_csv(index=False))
+        update_status(folder, state="finished", epoch=1)
+        ids.append(folder.name)
+
+    def colours(spec: dict) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for trace in spec["data"]:
+            color = (trace.get("line") or {}).get("color")
+            if trace.get("legendgroup") in ids and color:
+                found.setdefault(trace["legendgroup"], color)
+        return found
+
+    monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
+    runs_page = AppTest.from_file(str(Path(PAGE).parent / "live.py"), default_timeout=60).run()
+    assert not runs_page.exception
+    (curves,) = [json.loads(c.proto.spec) for c in runs_page.get("plotly_chart")]
+    on_runs = colours(curves)
+    assert set(on_runs) == set(ids)
+    for run_id in ids:
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        assert not at.exception
+        (loss,) = [spec for title, spec in chart_specs(at).items() if title.startswith("Loss")]
+        assert colours(loss) == {run_id: on_runs[run_id]}, run_id
