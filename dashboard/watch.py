@@ -74,13 +74,13 @@ def runs_version(store: RunStore, watched: Collection[str] | None = None) -> tup
 
 
 def remember_version(store: RunStore) -> None:
-    """Take the version now, for the page this script run draws (drawn_version): app.py calls it
+    """Take the version now, for the page this script run draws (drawn_version): navigation.py calls it
     before the sidebar reads its count, so the page redraws for any change after the count's read."""
     st.session_state[_REMEMBERED] = runs_version(store)
 
 
 def drawn_version(store: RunStore) -> tuple:
-    """The version a page is drawn from: the one app.py took earlier in this script run, else now.
+    """The version a page is drawn from: the one navigation.py took earlier in this script run, else now.
     Call it first, before the page reads anything."""
     remembered = st.session_state.pop(_REMEMBERED, None)
     return remembered if remembered is not None else runs_version(store)

@@ -1,6 +1,6 @@
 """Compare runs: choose some, watch their curves side by side, see what differs and who won.
 
-    st.Page("pages/compare.py", title="Compare")      # registered by app.py
+    st.Page("pages/compare.py", title="Compare")      # registered by navigation.py
 
 Inputs (which runs, x axis, log scale, seeds grouped), guard, then everything drawn from the run
 folders: curves, the test accuracies with the winner named, the verdicts against the baseline (is
@@ -151,7 +151,7 @@ def open_run_detail(run_id: str) -> None:
     st.session_state[SELECTED_RUN] = run_id
     try:
         st.switch_page("pages/run_detail.py")
-    except StreamlitPageNotFoundError:      # this page runs on its own, without app.py's navigation
+    except StreamlitPageNotFoundError:      # this page runs on its own, without navigation.py's navigation
         st.info(f"Run {plain(run_id)} selected: open the Run detail page to see it.")
 
 

@@ -171,7 +171,7 @@ def page_version():
     return watch.runs_version(store), frozenset(runner.live_ids())
 
 
-# Taken before reading (app.py's, from before the sidebar's count): a change while drawing is seen
+# Taken before reading (navigation.py's, from before the sidebar's count): a change while drawing is seen
 # at the next poll.
 drawn = (watch.drawn_version(store), frozenset(runner.live_ids()))
 shown_runs = draw()

@@ -1,6 +1,6 @@
 """One run in detail: its scenario, status, curves, what the trained model gets wrong, its files.
 
-    st.Page("pages/run_detail.py", title="Run detail")    # registered by app.py; ?run=<run_id> opens one
+    st.Page("pages/run_detail.py", title="Run detail")    # registered by navigation.py; ?run=<run_id> opens one
 
 The run shown is, in order: the one another page handed over in st.session_state[SELECTED_RUN],
 the `run` query parameter, the newest run. The evaluation (confusion matrix, misclassified images,
@@ -181,7 +181,7 @@ if clone_col.button("Clone and edit", icon=":material/edit:", key="detail_clone"
     st.session_state[PREFILL_SPEC] = spec_for_clone
     try:
         st.switch_page("pages/new_experiment.py")
-    except StreamlitPageNotFoundError:      # this page runs on its own, without app.py's navigation
+    except StreamlitPageNotFoundError:      # this page runs on its own, without navigation.py's navigation
         st.success("The New experiment form is filled with this scenario: open that page to edit it.")
 delete_col.button("Delete", icon=":material/delete:", key="detail_delete", width="stretch", disabled=live,
                   help="Stop the run first" if live else "Delete this run's folder",

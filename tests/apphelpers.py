@@ -1,12 +1,12 @@
 """Helpers for the page tests: the app under AppTest, with a fresh runner per test.
 
     def test_x(app_runs):                 # app_runs: the runs folder of this test (TRAINLIB_RUNS_DIR)
-        at = open_app("pages/live.py")    # app.py, then switch to that page
+        at = open_app("pages/live.py")    # navigation.py, then switch to that page
         runner = current_runner()         # the very Runner the pages use (st.cache_resource)
 
 The conftest's autouse fixture already sets TRAINLIB_OFFLINE=1 and a tmp TRAINLIB_RUNS_DIR.
-AppTest runs a page reached by switch_page on its own, without app.py: look at the shared sidebar
-on the first page of an open_app() (a real server runs app.py around every page).
+AppTest runs a page reached by switch_page on its own, without navigation.py: look at the shared sidebar
+on the first page of an open_app() (a real server runs navigation.py around every page).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+APP = Path(__file__).resolve().parents[1] / "navigation.py"
 TIMEOUT = 60
 
 

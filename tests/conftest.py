@@ -50,7 +50,7 @@ def tiny_spec():
 
 @pytest.fixture
 def polling(monkeypatch) -> list:
-    """The run_every of each st.fragment a page or app.py declares, in order: how the app polls.
+    """The run_every of each st.fragment a page or navigation.py declares, in order: how the app polls.
     (Imports streamlit only for the tests that ask for it: the engine tests run without the UI.)"""
     import streamlit as st
     calls = []

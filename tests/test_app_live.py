@@ -142,7 +142,7 @@ def test_cancel_a_queued_run_and_stop_a_running_one(app_runs):
     at = open_app("pages/live.py")
     assert at.title[0].value == "Runs"
     assert "1 running" in " ".join(texts(at.markdown))
-    # The shared sidebar counts them too. (AppTest runs a page reached by switch_page without app.py,
+    # The shared sidebar counts them too. (AppTest runs a page reached by switch_page without navigation.py,
     # so the sidebar is looked at on a fresh load of the app.)
     assert "1 running · 1 queued" in " ".join(texts(open_app().sidebar.markdown))
     bars = at.get("progress")

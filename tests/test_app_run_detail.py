@@ -188,8 +188,8 @@ def test_a_training_run_polls_and_cannot_be_deleted(page, tmp_path, monkeypatch,
 
 
 def test_clone_and_edit_through_the_app_opens_new_experiment(trained, page):
-    """Through app.py's navigation the button really switches page (New experiment consumes the spec)."""
-    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=60).run()
+    """Through navigation.py's navigation the button really switches page (New experiment consumes the spec)."""
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "navigation.py"), default_timeout=60).run()
     at.switch_page("pages/run_detail.py").run()
     at.selectbox(key="detail_run").set_value(trained["ids"]["moons-mlp"]).run()
     at.button(key="detail_clone").click().run()

@@ -96,6 +96,13 @@ def app_server(tmp_path):
             server.kill()
             pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
         time.sleep(0.3)
+    # app.py starts the runner with the server, before any page asks for it: its workers warm while
+    # the browser loads the first page (dashboard/startup.py). Its log line says it has.
+    while "runner started with the server" not in (tmp_path / "streamlit.log").read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"the runner did not start with the server: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.3)
     yield url, tmp_path
     server.terminate()
     try:
@@ -165,7 +172,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         page = browser.new_page(viewport=PROJECTOR)
         page.set_default_timeout(60_000)
 
-        # A fresh server's first request is a page's own URL: it still gets app.py's navigation
+        # A fresh server's first request is a page's own URL: it still gets navigation.py's navigation
         # and sidebar (Streamlit's old pages/ folder mode must not take over).
         page.goto(f"{url}/compare")
         # The first run of a fresh server imports the engine (seconds on a cold CPU): wait for the page.

@@ -243,6 +243,21 @@ def _abort_if_named_boom(folder: str, resume: bool, threads: int | None) -> str:
     return execute_run(folder, resume, threads)
 
 
+def test_a_runner_that_leaves_stops_its_run_resumable_keeps_the_queue_and_ends_its_processes(
+        make_runner, tiny_spec, runs_dir):
+    """What a stopping dashboard server does (dashboard/startup.py): nothing is lost, nothing left."""
+    runner = make_runner(workers=1)
+    running = runner.submit(tiny_spec(name="long", epochs=FOREVER))
+    queued = runner.submit(tiny_spec(name="next"))
+    wait_until(reached_epoch(runs_dir, running, 1), timeout=TIMEOUT)
+    processes = list(runner.executor._pools[0]._processes.values())
+    assert runner.leave(timeout=TIMEOUT) is True
+    assert status_of(runs_dir, running)["state"] == "stopped"          # resumable
+    assert status_of(runs_dir, queued)["state"] == "queued"            # for the next start to adopt
+    assert processes and not any(process.is_alive() for process in processes)
+    assert not list((runs_dir / RUNNERS_DIR).glob("*"))                # it says it is gone: adoptable
+
+
 def test_stop_and_cancel_reach_a_run_of_another_process(make_runner, tiny_spec, runs_dir):
     cli = subprocess.Popen([sys.executable, "-m", "trainlib", "sweep", "--runs-dir", str(runs_dir), "--workers", "1",
                             "--dataset", "moons", "--train-subset", "200", "--hidden-sizes", "8",

@@ -117,7 +117,7 @@ def test_guesses_made_at_once_are_all_kept(tmp_path):
 
 
 def test_a_page_is_drawn_from_the_version_taken_before_the_sidebar_count(tmp_path, monkeypatch):
-    # app.py takes the version before the sidebar reads its count; the page then uses that one, so a
+    # navigation.py takes the version before the sidebar reads its count; the page then uses that one, so a
     # state written between the two makes the page's next poll redraw both.
     monkeypatch.setattr(watch.st, "session_state", {})
     store = RunStore(tmp_path / "runs")

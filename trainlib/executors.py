@@ -19,6 +19,7 @@ thread: the run trains in the runner's own thread, sharing the process with ever
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -51,9 +52,9 @@ def _no_script_as_main():
 
     A spawned process imports the parent's __main__ again (as __mp_main__) when it is a file. Under
     Streamlit, __main__ is the app script itself while it runs (Streamlit installs it there), so
-    every worker would run app.py, whose runner spawns workers again: "An attempt has been made to
-    start a new process before the current process has finished its bootstrapping phase". Workers
-    need nothing from a script: they import trainlib by name.
+    every worker would run the app's script (navigation.py), whose runner spawns workers again: "An
+    attempt has been made to start a new process before the current process has finished its
+    bootstrapping phase". Workers need nothing from a script: they import trainlib by name.
     """
     main = sys.modules.get("__main__")
     is_script = main is not None and getattr(main, "__file__", None) and getattr(main, "__spec__", None) is None
@@ -104,6 +105,7 @@ class LocalProcessExecutor:
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._warming: list[Future] = []
+        self._slots = slots
         self._pools = [self._new_pool() for _ in range(slots)]
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -122,7 +124,7 @@ class LocalProcessExecutor:
 
     @property
     def slots(self) -> int:
-        return len(self._pools)
+        return self._slots
 
     def submit(self, slot: int, folder: Path, resume: bool) -> Future:
         with self._lock:
@@ -156,8 +158,15 @@ class LocalProcessExecutor:
         return f"{self.slots} local process{'es' if self.slots != 1 else ''}{threads}"
 
     def shutdown(self) -> None:
-        for pool in self._pools:
+        """End the worker processes. The pools are then let go: their queues' semaphores are freed
+        now, not left to multiprocessing's resource tracker (which warns of them) when the process
+        ends by a signal, as a server stopped by SIGTERM does."""
+        with self._lock:
+            pools, self._pools = self._pools, []
+        for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+        del pools
+        gc.collect()
 
 
 class RayExecutor:

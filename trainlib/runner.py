@@ -299,6 +299,23 @@ class Runner:
             if handle.state == "running":
                 request_stop(self.store.root / handle.run_id)
 
+    def leave(self, timeout: float = 30.0) -> bool:
+        """Leave as a server that stops does (SIGTERM, Ctrl-C): what interpreter exit does (running
+        runs stop between two batches, resumable; queued ones stay queued on disk for the next start
+        to adopt), then wait up to `timeout` s for the running ones and end the worker processes.
+        Needed where the process is ended by its signal after its own shutdown (uvicorn re-raises
+        SIGTERM), so that no exit hook runs: without it the workers outlive their server.
+        False when a run did not stop in time (its process is ended all the same)."""
+        self._leave()
+        running = [handle.run_id for handle in self._all_handles() if handle.state == "running"]
+        stopped = self.wait(running, timeout)
+        _RUNNERS.discard(self)
+        for _ in self._threads:
+            self._queue.put(None)
+        self.executor.shutdown()
+        self._finalizer()
+        return stopped
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop every run of this runner (stopped: resumable), end its processes and its heartbeat."""
         _RUNNERS.discard(self)
