@@ -2,14 +2,20 @@
 
     streamlit run app.py          # runs folder: $TRAINLIB_RUNS_DIR or ./runs (the CLI's too)
 
-The server: Streamlit's app (st.App) serving navigation.py, the script every page runs through,
-with what must happen once when the server starts (dashboard/startup.py): the runner and its worker
-processes are made then, not at the first page load, so they are warm when Run is first pressed.
+The server: Streamlit's app (st.App) serving navigation.py, the script every page runs through, with
+- what must happen once when the server starts and stops (dashboard/startup.py): the runner and its
+  worker processes are made at start, not at the first page load, so they are warm when Run is
+  first pressed, and end with the server;
+- the route a page's browser polls to learn whether the runs folder moved (dashboard/watch.py): a
+  few stats, where a Streamlit script run would make the browser re-render the whole page.
 """
 from __future__ import annotations
 
 import streamlit as st
+from starlette.routing import Route
 
+from dashboard import watch
 from dashboard.startup import lifespan
 
-app = st.App("navigation.py", lifespan=lifespan)
+app = st.App("navigation.py", lifespan=lifespan,
+             routes=[Route(watch.CHANGED_ROUTE, watch.changed_endpoint, methods=["GET"])])

@@ -14,7 +14,6 @@ from dashboard.shell import SHELL_RAN
 from dashboard.state import get_runner
 from dashboard.text import plain
 from trainlib.device import describe_device
-from trainlib.store import ACTIVE_STATES
 
 st.set_page_config(page_title="Training runs lab", layout="wide")
 st.session_state[SHELL_RAN] = True
@@ -34,16 +33,30 @@ SELF_WATCHING = ("live", "compare")          # url paths of pages/live.py and pa
 runner = get_runner()
 device = st.cache_resource(show_spinner=False)(describe_device)()
 runs = runner.store.list_runs()
-active = runner.busy() or bool(runs["state"].isin(ACTIVE_STATES).any())
 still_interrupted = set(runs.loc[runs["state"] == "interrupted", "run_id"]) if not runs.empty else set()
 interrupted = [run_id for run_id in runner.interrupted_at_start if run_id in still_interrupted]
 
 
-def training_now() -> None:
-    """The sidebar's live count, from the runs' status files (a stat each: the store caches)."""
+def training_counts() -> tuple[int, int]:
+    """(running, queued), from the runs' status files (a stat each: the store caches)."""
     states = runner.store.list_runs()["state"]
-    running, queued = int((states == "running").sum()), int((states == "queued").sum())
+    return int((states == "running").sum()), int((states == "queued").sum())
+
+
+def training_now(counts: tuple[int, int] | None = None) -> None:
+    """The sidebar's live count."""
+    running, queued = counts or training_counts()
     st.markdown(f"**Training now**  \n{running} running · {queued} queued")
+
+
+@st.fragment
+def training_now_watched() -> None:
+    """The count, redrawn alone when it changes: the browser asks every second while runs move,
+    every three seconds otherwise (a tab left open learns of runs another tab or a terminal starts)."""
+    counts = training_counts()
+    training_now(counts)
+    moving = runner.busy() or any(counts)
+    watch.rerun_on_change(training_counts, counts, watch.ACTIVE_EVERY if moving else watch.IDLE_EVERY, key="sidebar")
 
 
 with st.sidebar:
@@ -57,9 +70,8 @@ with st.sidebar:
         watch.remember_version(runner.store)
         training_now()
     else:
-        # Elsewhere it polls even when nothing runs (a few stats every 3 s), so a tab left open learns
-        # of runs another tab or a terminal starts; it redraws only itself.
-        st.fragment(run_every="1s" if active else "3s")(training_now)()
+        # Elsewhere the count watches on its own, and redraws only itself.
+        training_now_watched()
     if interrupted:
         n = len(interrupted)
         st.warning(f"{n} run{'s were' if n != 1 else ' was'} found interrupted when the dashboard started "

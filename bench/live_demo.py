@@ -116,7 +116,8 @@ REFRESH_JS = r"""([title, epoch, caption]) => {
 
 # Installed in a watching tab once it has loaded: counts what the tab does while the sweep runs, so
 # its browser CPU can be read per redraw. 'draws': plotly_afterplot events of every chart (a chart
-# drawn or redrawn); 'runs': the app's script (or a fragment, such as the watcher's poll) starting a run.
+# drawn or redrawn); 'runs': the app's script (or a fragment) starting a run (the watcher's polls are
+# the browser's HTTP requests, not runs).
 COUNT_REDRAWS_JS = r"""() => {
   const w = window;
   w.__benchDraws = 0; w.__benchRuns = 0;
@@ -232,8 +233,7 @@ def cpu_rate(before: float | None, after: float | None, seconds: float) -> float
 def refresh_summary(refreshes: list[dict], idle_tab_ms_per_s: float | None) -> dict:
     """The Compare refreshes in a real server: per refresh `net_cpu_ms`, an estimate of the redraw
     alone (its server CPU ms less the idle tab's polling rate over the time until the caption showed
-    the new epoch: the polls before the change was seen; while the page's script runs, its fragments
-    do not), then medians and the goal's verdict on the median server CPU ms (polls included: the
+    the new epoch: the polls before the change was seen), then medians and the goal's verdict on the median server CPU ms (polls included: the
     conservative figure).
 
     A refresh: {'server_cpu_ms', 'point_ms' (append to the new point on screen), 'caption_ms' (to the

@@ -12,48 +12,81 @@ run's metrics.csv. The page is drawn again only when the part of that version it
 runs' epochs, states and results, or the set of runs (a new run, another state to filter by). A tab
 with nothing running keeps polling, slowly, so it learns of runs another tab or a terminal started.
 
-A tab the browser does not show (another tab in front of it, a minimised window) is not redrawn:
-on a laptop that trains, its browser would lay out charts nobody sees with the CPU the training
-needs. It says so through a tiny component (the page's `visibilitychange`), and redraws as soon as
-it is shown again if the folder moved meanwhile.
+The browser polls, not a script run: a tiny component asks the server's CHANGED_ROUTE (app.py
+serves changed_endpoint) whether this page's version moved, a few stats on the server and nothing
+drawn, and only a yes reruns the page (or the fragment it sits in). A poll that was a Streamlit
+script run instead (a fragment with run_every) made the browser re-render every element of the page
+each time (~85 ms of its main thread on Runs, more on larger pages), for nothing most of the time.
+A tab the browser does not show (another tab in front of it, a minimised window) does not poll at
+all: on a laptop that trains, its browser would lay out charts nobody sees with the CPU the training
+needs. Shown again, it asks at once and redraws if the folder moved meanwhile.
 """
 from __future__ import annotations
 
+import secrets
+import threading
+from collections import OrderedDict
 from typing import Callable, Collection, Hashable
 
 import pandas as pd
 import streamlit as st
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from streamlit.logger import get_logger
 
 from trainlib.store import ACTIVE_STATES, RunStore
 
 FIRST_POINT_EVERY = "0.25s"  # Run was clicked and its first epoch is due: show it within a quarter second
 ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a second
 IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
-_SEEN = "watch_seen_version"
 _REMEMBERED = "watch_version_before_sidebar"
 
-# Reports whether the browser shows this tab; a change reruns the fragment the component sits in.
-# `data` is what the server last knew: at mount it reports only a difference, so a page drawn in a
-# tab that is shown asks for no extra rerun while its own run is ending (Streamlit can drop elements
-# of a run that a fragment's rerun interrupts: streamlit#9188).
-_VISIBILITY_JS = """
-export default function ({ data, setStateValue }) {
-  const report = () => setStateValue("hidden", document.visibilityState === "hidden");
-  if ((document.visibilityState === "hidden") !== Boolean(data && data.hidden)) report();
-  document.addEventListener("visibilitychange", report);
-  return () => document.removeEventListener("visibilitychange", report);
+# Polls the server's CHANGED_ROUTE for this page's token every `every_ms` while the tab is shown, at
+# once when it is shown again, never while hidden; a change (or an answer that is not a yes/no:
+# another server, a token it does not know) sets a trigger, which reruns the page (or the fragment
+# the component sits in), and polling stops until that rerun mounts it again (`generation`).
+_POLLER_JS = """
+export default function ({ data, setTriggerValue }) {
+  let stopped = false, busy = false;
+  const poll = async () => {
+    if (stopped || busy || document.visibilityState === "hidden") return;
+    busy = true;
+    let changed = false;
+    try {
+      const answer = await fetch(data.url + "?token=" + encodeURIComponent(data.token),
+                                 { cache: "no-store", signal: AbortSignal.timeout(10000) });
+      changed = !answer.ok || (await answer.json()).changed !== false;
+    } catch (error) {
+      changed = false;          // no answer (the server restarting, 10 s without one): ask again next time
+    }
+    busy = false;
+    if (changed && !stopped) {
+      stopped = true;
+      clearInterval(timer);
+      setTriggerValue("changed", data.generation);
+    }
+  };
+  const timer = setInterval(poll, data.every_ms);
+  const shown = () => { if (document.visibilityState === "visible") poll(); };
+  document.addEventListener("visibilitychange", shown);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+    document.removeEventListener("visibilitychange", shown);
+  };
 }
 """
-_tab_visibility = st.components.v2.component("trainlib_tab_visibility", js=_VISIBILITY_JS)
+_poller = st.components.v2.component("trainlib_folder_poller", js=_POLLER_JS)
 
-
-def tab_hidden(key: str) -> bool:
-    """Whether the browser hides this tab now (False until it has said, and under AppTest)."""
-    known = st.session_state.get(key)
-    hidden = bool(known.get("hidden")) if hasattr(known, "get") else False
-    result = _tab_visibility(key=key, data={"hidden": hidden}, default={"hidden": False},
-                             on_hidden_change=lambda: None)
-    return bool(getattr(result, "hidden", False))
+# GET ?token=...: {"changed": true|false}, served by app.py at the server's root (st.App does not put
+# its routes under server.baseUrlPath: behind a proxy that passes only a base path, each poll fails
+# and reruns the page, as polling did before this route).
+CHANGED_ROUTE = "/_trainlib/changed"
+MAX_WATCHES = 1024                      # tokens remembered (each open tab's page and fragments)
+_LOGGER = get_logger(__name__)
+# token -> (version_now, the narrowed version drawn, watched): what each watching page showed.
+_watches: "OrderedDict[str, tuple[Callable[[], Hashable], Hashable, frozenset | None]]" = OrderedDict()
+_watches_lock = threading.Lock()
 
 
 def runs_version(store: RunStore, watched: Collection[str] | None = None) -> tuple:
@@ -119,20 +152,53 @@ def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
     return ACTIVE_EVERY
 
 
+def _every_ms(every: str) -> int:
+    """'0.25s' -> 250."""
+    return max(50, round(float(every.removesuffix("s")) * 1000))
+
+
 def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, every: str,
                     watched: Collection[str] | None = None, key: str = "page") -> None:
-    """Poll version_now() every `every` and rerun the whole page when its part for `watched` (see
-    narrow) differs from `drawn`, the version the page was drawn from; not while the browser hides
-    the tab, and at once when it shows it again. Call it once per page run, after drawing; it draws
-    nothing visible itself."""
-    seen_key = f"{_SEEN}_{key}"
-    st.session_state[seen_key] = narrow(drawn, watched)
+    """Have the browser ask every `every` (while it shows the tab) whether version_now()'s part for
+    `watched` (see narrow) differs from `drawn`, the version the page was drawn from, and rerun the
+    page when it does: the whole app, or the fragment this is called in. Call it once per run of the
+    page (or fragment), after drawing; it draws nothing visible itself."""
+    token_key, generation_key = f"watch_token_{key}", f"watch_generation_{key}"
+    token = st.session_state.get(token_key) or secrets.token_urlsafe(16)
+    st.session_state[token_key] = token
+    generation = st.session_state[generation_key] = st.session_state.get(generation_key, 0) + 1
+    remember_watch(token, version_now, narrow(drawn, watched), watched)
+    _poller(key=f"watch_poller_{key}", on_changed_change=lambda: None,
+            data={"url": CHANGED_ROUTE, "token": token, "every_ms": _every_ms(every), "generation": generation})
 
-    @st.fragment(run_every=every)
-    def watcher() -> None:
-        if tab_hidden(f"watch_tab_hidden_{key}"):
-            return
-        if narrow(version_now(), watched) != st.session_state.get(seen_key):
-            st.rerun(scope="app")
 
-    watcher()
+def remember_watch(token: str, version_now: Callable[[], Hashable], seen: Hashable,
+                   watched: Collection[str] | None) -> None:
+    """What the page of `token` was drawn from; the oldest of more than MAX_WATCHES are forgotten
+    (a forgotten page asks, hears 'changed', redraws and is remembered again)."""
+    with _watches_lock:
+        _watches[token] = (version_now, seen, None if watched is None else frozenset(watched))
+        _watches.move_to_end(token)
+        while len(_watches) > MAX_WATCHES:
+            _watches.popitem(last=False)
+
+
+def folder_changed(token: str) -> bool:
+    """Whether the part of the runs folder the page of `token` shows moved since it was drawn.
+    An unknown token (a restarted server, a forgotten page) is a change: the page redraws."""
+    with _watches_lock:
+        entry = _watches.get(token)
+    if entry is None:
+        return True
+    version_now, seen, watched = entry
+    return narrow(version_now(), watched) != seen
+
+
+def changed_endpoint(request: Request) -> JSONResponse:
+    """CHANGED_ROUTE: a browser's poll (starlette runs it in its thread pool: a few stats)."""
+    try:
+        changed = folder_changed(request.query_params.get("token", ""))
+    except Exception:              # a folder read failing mid-way: no redraw now, the next poll asks again
+        _LOGGER.exception("the runs folder's version could not be read")
+        changed = False
+    return JSONResponse({"changed": changed}, headers={"Cache-Control": "no-store"})

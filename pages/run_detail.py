@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from dashboard import figures, forms, tables
+from dashboard import figures, forms, tables, watch
 from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner
 from dashboard.text import plain
 from trainlib.analysis import analyze_run, model_summary
@@ -242,8 +242,18 @@ with st.container(border=True):
 
 
 # ----------------------------------------------------------------------------- status and curves
-@st.fragment(run_every=POLL_EVERY if live else None)
+@st.fragment
 def show_progress(run_id: str, was_live: bool) -> None:
+    """The status and curves, redrawn alone (the evaluation below is not redone) when the run's
+    folder moved: the browser asks every second while the run trains (dashboard/watch.py)."""
+    drawn = watch.runs_version(store, [run_id])          # before reading: a change meanwhile is seen
+    draw_progress(run_id, was_live)
+    if was_live:
+        watch.rerun_on_change(lambda: watch.runs_version(store, [run_id]), drawn, POLL_EVERY, watched=[run_id],
+                              key="detail")
+
+
+def draw_progress(run_id: str, was_live: bool) -> None:
     try:
         now = store.read_run(run_id)
     except Exception:

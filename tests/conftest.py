@@ -50,15 +50,24 @@ def tiny_spec():
 
 @pytest.fixture
 def polling(monkeypatch) -> list:
-    """The run_every of each st.fragment a page or navigation.py declares, in order: how the app polls.
-    (Imports streamlit only for the tests that ask for it: the engine tests run without the UI.)"""
+    """How the app polls, in order: the `every` of each watch.rerun_on_change that a page, a fragment
+    or navigation.py makes (its browser asks the server that often) and the run_every of any
+    st.fragment that reruns by itself. (Imports streamlit only for the tests that ask for it: the
+    engine tests run without the UI.)"""
     import streamlit as st
+    from dashboard import watch
     calls = []
-    real = st.fragment
+    real_fragment, real_watch = st.fragment, watch.rerun_on_change
 
-    def spy(func=None, *, run_every=None, **kwargs):
-        calls.append(run_every)
-        return real(func, run_every=run_every, **kwargs)
+    def fragment_spy(func=None, *, run_every=None, **kwargs):
+        if run_every is not None:
+            calls.append(run_every)
+        return real_fragment(func, run_every=run_every, **kwargs)
 
-    monkeypatch.setattr(st, "fragment", spy)
+    def watch_spy(version_now, drawn, every, *args, **kwargs):
+        calls.append(every)
+        return real_watch(version_now, drawn, every, *args, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", fragment_spy)
+    monkeypatch.setattr(watch, "rerun_on_change", watch_spy)
     return calls

@@ -302,13 +302,34 @@ def test_the_dataset_picked_is_the_dataset_trained(app_server):
         assert (spec["dataset"], spec["data_dir"]) == ("mnist", str(digits)), folder_path.name
 
 
-# Makes the page believe the browser hides it (another tab in front), as a browser tells a page in a
-# background tab; window.__tabShown(true) shows it again, with the event a browser sends.
-BACKGROUND_TAB_JS = """(() => {
-  let state = 'hidden';
-  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
-  Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
-  window.__tabShown = shown => { state = shown ? 'visible' : 'hidden'; document.dispatchEvent(new Event('visibilitychange')); };
+def running_run(runs_dir: Path, name: str, sweep: str | None = None):
+    """A 5-epoch run 'running' in this (living) process, as a run of a terminal's sweep would be, and
+    a function that writes its next epoch: (folder, add_epoch)."""
+    sys.path.insert(0, str(REPO))
+    from trainlib import ScenarioSpec
+    from trainlib.store import RunStore, now_iso, update_status
+
+    folder = RunStore(runs_dir).new_run(ScenarioSpec(name=name, epochs=5), sweep=sweep)
+    update_status(folder, state="running", pid=os.getpid(), started_at=now_iso(), heartbeat_at=now_iso())
+
+    def add_epoch(epoch: int) -> None:
+        header = "" if (folder / "metrics.csv").exists() else "epoch,train_loss,val_loss,train_acc,val_acc,lr,seconds\n"
+        with open(folder / "metrics.csv", "a") as out:
+            out.write(header + f"{epoch},{1 / epoch},{1.2 / epoch},0.8,0.7,0.001,0.5\n")
+        update_status(folder, epoch=epoch, heartbeat_at=now_iso())
+
+    return folder, add_epoch
+
+
+# Counts a page's polls of the server (dashboard/watch.py: the browser asks whether the folder moved)
+# and its script runs (Streamlit marks its root element while one runs).
+COUNTERS_JS = """(() => {
+  window.__polls = 0;
+  const realFetch = window.fetch;
+  window.fetch = function (resource, options) {
+    if (String((resource && resource.url) || resource).includes('/_trainlib/changed')) window.__polls++;
+    return realFetch.apply(this, arguments);
+  };
   window.__scriptRuns = 0;
   new MutationObserver(() => {
     const app = document.querySelector("[data-testid='stApp']");
@@ -319,47 +340,86 @@ BACKGROUND_TAB_JS = """(() => {
     }
   }).observe(document, {childList: true, subtree: true});
 })()"""
+# Makes the page believe the browser hides it (another tab in front), as a browser tells a page in a
+# background tab; window.__tabShown(true) shows it again, with the event a browser sends.
+BACKGROUND_TAB_JS = """(() => {
+  let state = 'hidden';
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+  Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
+  window.__tabShown = shown => { state = shown ? 'visible' : 'hidden'; document.dispatchEvent(new Event('visibilitychange')); };
+})()"""
 
 
 def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
-    """A hidden tab keeps polling but draws nothing new (its browser would lay out charts nobody sees
-    with the CPU the training needs); shown again, it catches up at once."""
+    """A hidden tab neither polls nor draws (its browser would lay out charts nobody sees with the CPU
+    the training needs); a shown one polls the server, not a script run, and redraws only on a change;
+    the hidden one, shown again, asks at once and catches up."""
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(REPO))
-    from trainlib import ScenarioSpec
-    from trainlib.store import RunStore, now_iso, update_status
+    from trainlib.store import now_iso, update_status
 
     url, tmp_path = app_server
-    store = RunStore(tmp_path / "runs")
-    folder = store.new_run(ScenarioSpec(name="watched", epochs=5), sweep="demo")
-    # Running in this (living) process, as a run of a terminal's sweep would be.
-    update_status(folder, state="running", pid=os.getpid(), started_at=now_iso(), heartbeat_at=now_iso())
+    folder, add_epoch = running_run(tmp_path / "runs", "watched", sweep="demo")
+    add_epoch(1)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        tabs = {}
+        for name in ("hidden", "shown"):
+            tab = browser.new_page(viewport=PROJECTOR)
+            tab.set_default_timeout(60_000)
+            tab.add_init_script(COUNTERS_JS)
+            if name == "hidden":
+                tab.add_init_script(BACKGROUND_TAB_JS)
+            tab.goto(f"{url}/live")
+            tab.get_by_text("epoch 1/5").first.wait_for()
+            wait_for_script_run(tab)
+            tabs[name] = tab
+        hidden, shown = tabs["hidden"], tabs["shown"]
+        # The shown tab polls every second while the run moves; between changes it runs no script.
+        polls, runs = shown.evaluate("() => [window.__polls, window.__scriptRuns]")
+        shown.wait_for_function(f"() => window.__polls >= {polls + 2}")
+        assert shown.evaluate("() => window.__scriptRuns") == runs
+        hidden_runs = hidden.evaluate("() => window.__scriptRuns")
+        add_epoch(2)
+        shown.get_by_text("epoch 2/5").first.wait_for()         # its next poll saw the change: redrawn
+        shown.wait_for_function(f"() => window.__polls >= {polls + 4}")
+        # Meanwhile the hidden tab asked nothing and drew nothing.
+        assert hidden.evaluate("() => [window.__polls, window.__scriptRuns]") == [0, hidden_runs]
+        assert hidden.get_by_text("epoch 2/5").count() == 0
+        assert hidden.get_by_text("epoch 1/5").count() == 1
+        # Shown again: it asks at once and shows the new epoch, without waiting for a tick.
+        hidden.evaluate("() => window.__tabShown(true)")
+        hidden.get_by_text("epoch 2/5").first.wait_for()
+        assert hidden.evaluate("() => window.__polls") >= 1
+        browser.close()
+    update_status(folder, state="finished", ended_at=now_iso())
 
-    def add_epoch(epoch: int) -> None:
-        header = "" if (folder / "metrics.csv").exists() else "epoch,train_loss,val_loss,train_acc,val_acc,lr,seconds\n"
-        with open(folder / "metrics.csv", "a") as out:
-            out.write(header + f"{epoch},{1 / epoch},{1.2 / epoch},0.8,0.7,0.001,0.5\n")
-        update_status(folder, epoch=epoch, heartbeat_at=now_iso())
 
+def test_run_detail_and_its_sidebar_follow_a_training_run(app_server):
+    """Run detail's status and curves (a fragment) and the sidebar's count (another) are redrawn when
+    the run's folder moves: each asks the server on its own and redraws only itself."""
+    from playwright.sync_api import expect, sync_playwright
+
+    sys.path.insert(0, str(REPO))
+    from trainlib.store import now_iso, update_status
+
+    url, tmp_path = app_server
+    folder, add_epoch = running_run(tmp_path / "runs", "followed")
     add_epoch(1)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport=PROJECTOR)
         page.set_default_timeout(60_000)
-        page.add_init_script(BACKGROUND_TAB_JS)
-        page.goto(f"{url}/live")
-        page.get_by_text("epoch 1/5").first.wait_for()
-        wait_for_script_run(page)
+        page.goto(f"{url}/run_detail?run={folder.name}")
+        wait_for_heading(page, "Run detail")
+        epochs = page.locator("[data-testid='stMetric']").filter(has_text="Epochs")
+        expect(epochs).to_contain_text("1 / 5", timeout=60_000)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        expect(sidebar).to_contain_text("1 running · 0 queued", timeout=60_000)
         add_epoch(2)
-        # Three of its polls after the new epoch (a poll every second while a run moves): none redrew.
-        polls = page.evaluate("() => window.__scriptRuns")
-        page.wait_for_function(f"() => window.__scriptRuns >= {polls + 3}")
-        wait_for_script_run(page)
-        assert page.get_by_text("epoch 2/5").count() == 0
-        assert page.get_by_text("epoch 1/5").count() == 1
-        # Shown again: the new epoch at once, without waiting for the next poll.
-        page.evaluate("() => window.__tabShown(true)")
-        page.get_by_text("epoch 2/5").first.wait_for()
+        expect(epochs).to_contain_text("2 / 5", timeout=60_000)
+        update_status(folder, state="finished", epoch=2, ended_at=now_iso())
+        expect(sidebar).to_contain_text("0 running · 0 queued", timeout=60_000)
+        expect(page.locator("[data-testid='stMetric']").filter(has_text="State")).to_contain_text("finished", timeout=60_000)
         browser.close()
-    update_status(folder, state="finished", ended_at=now_iso())

@@ -114,7 +114,8 @@ def test_a_server_stopped_by_sigterm_leaves_no_worker_process_behind(tmp_path):
 
 
 def test_app_py_is_the_server_of_the_navigation_script_with_that_lifespan():
-    """`streamlit run app.py` finds an st.App named `app` in it (streamlit's app discovery)."""
+    """`streamlit run app.py` finds an st.App named `app` in it (streamlit's app discovery), serving
+    navigation.py with the lifespan and the poll route."""
     from streamlit.web.server.app_discovery import discover_asgi_app
 
     found = discover_asgi_app(REPO / "app.py")
@@ -122,4 +123,6 @@ def test_app_py_is_the_server_of_the_navigation_script_with_that_lifespan():
     tree = ast.parse((REPO / "app.py").read_text())
     call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "App")
     assert call.args[0].value == "navigation.py" and (REPO / "navigation.py").is_file()
-    assert [keyword.arg for keyword in call.keywords] == ["lifespan"]
+    assert [keyword.arg for keyword in call.keywords] == ["lifespan", "routes"]
+    source = (REPO / "app.py").read_text()
+    assert "watch.CHANGED_ROUTE, watch.changed_endpoint" in source     # the route the browsers poll

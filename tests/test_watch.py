@@ -127,3 +127,57 @@ def test_a_page_is_drawn_from_the_version_taken_before_the_sidebar_count(tmp_pat
     update_status(folder, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
     assert watch.drawn_version(store) == before != watch.runs_version(store)
     assert watch.drawn_version(store) == watch.runs_version(store)       # used once; then taken anew
+
+
+# ----------------------------------------------------------------------------- the browser's poll
+def ask(token: str) -> dict:
+    """What a browser's GET of CHANGED_ROUTE answers (the endpoint, without a server)."""
+    import json
+
+    from starlette.requests import Request
+    request = Request({"type": "http", "method": "GET", "path": watch.CHANGED_ROUTE,
+                       "query_string": f"token={token}".encode(), "headers": []})
+    answer = watch.changed_endpoint(request)
+    assert answer.headers["cache-control"] == "no-store"
+    return json.loads(answer.body)
+
+
+def test_the_poll_says_changed_only_when_the_part_a_page_shows_moved(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    shown, other = (store.new_run(ScenarioSpec(name=name)) for name in ("shown", "other"))
+    for folder in (shown, other):
+        update_status(folder, state="running", epoch=0, heartbeat_at=now_iso())
+    watched = [shown.name]
+    watch.remember_watch("page-a", lambda: watch.runs_version(store, watched),
+                         watch.narrow(watch.runs_version(store, watched), watched), watched)
+    assert ask("page-a") == {"changed": False}
+    update_status(other, heartbeat_at=now_iso())
+    add_epoch(other, 1)
+    update_status(other, epoch=1)                   # a run the page does not show: its epochs are not its business
+    assert ask("page-a") == {"changed": False}
+    update_status(other, state="finished")          # ... its state is (the page lists runs by state)
+    assert ask("page-a") == {"changed": True}
+    watch.remember_watch("page-a", lambda: watch.runs_version(store, watched),
+                         watch.narrow(watch.runs_version(store, watched), watched), watched)   # redrawn
+    assert ask("page-a") == {"changed": False}
+    add_epoch(shown, 1)
+    update_status(shown, epoch=1)
+    assert ask("page-a") == {"changed": True}
+
+
+def test_a_page_the_server_does_not_know_redraws_and_a_failing_read_waits(tmp_path, monkeypatch):
+    # A restarted server, or a page forgotten among too many: the page redraws and is known again.
+    assert ask("never-drawn") == {"changed": True}
+    monkeypatch.setattr(watch, "MAX_WATCHES", 3)
+    for i in range(5):
+        watch.remember_watch(f"tab-{i}", lambda: (), (), None)
+    assert ask("tab-0") == {"changed": True} and ask("tab-4") == {"changed": False}
+
+    def broken():
+        raise OSError("the disk went away")
+
+    watch.remember_watch("tab-broken", broken, (), None)
+    logged = []
+    monkeypatch.setattr(watch._LOGGER, "exception", lambda message, *args: logged.append(message))
+    assert ask("tab-broken") == {"changed": False}      # no redraw now; the next poll asks again
+    assert logged
