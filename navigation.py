@@ -7,6 +7,8 @@ in pages/; what the server does once, at start, is in app.py.
 """
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from dashboard import watch
@@ -37,15 +39,9 @@ still_interrupted = set(runs.loc[runs["state"] == "interrupted", "run_id"]) if n
 interrupted = [run_id for run_id in runner.interrupted_at_start if run_id in still_interrupted]
 
 
-def training_counts() -> tuple[int, int]:
-    """(running, queued), from the runs' status files (a stat each: the store caches)."""
-    states = runner.store.list_runs()["state"]
-    return int((states == "running").sum()), int((states == "queued").sum())
-
-
 def training_now(counts: tuple[int, int] | None = None) -> None:
     """The sidebar's live count."""
-    running, queued = counts or training_counts()
+    running, queued = counts or watch.training_counts(runner.store)
     st.markdown(f"**Training now**  \n{running} running · {queued} queued")
 
 
@@ -53,10 +49,11 @@ def training_now(counts: tuple[int, int] | None = None) -> None:
 def training_now_watched() -> None:
     """The count, redrawn alone when it changes: the browser asks every second while runs move,
     every three seconds otherwise (a tab left open learns of runs another tab or a terminal starts)."""
-    counts = training_counts()
+    counts = watch.training_counts(runner.store)
     training_now(counts)
     moving = runner.busy() or any(counts)
-    watch.rerun_on_change(training_counts, counts, watch.ACTIVE_EVERY if moving else watch.IDLE_EVERY, key="sidebar")
+    watch.rerun_on_change(functools.partial(watch.training_counts, runner.store), counts,
+                          watch.ACTIVE_EVERY if moving else watch.IDLE_EVERY, key="sidebar")
 
 
 with st.sidebar:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable, Collection, Hashable
 
@@ -42,38 +43,59 @@ IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere wit
 _REMEMBERED = "watch_version_before_sidebar"
 
 # Polls the server's CHANGED_ROUTE for this page's token every `every_ms` while the tab is shown, at
-# once when it is shown again, never while hidden; a change (or an answer that is not a yes/no:
+# once when it is shown again, never while hidden; a change (or an answer that is not a plain "no":
 # another server, a token it does not know) sets a trigger, which reruns the page (or the fragment
 # the component sits in), and polling stops until that rerun mounts it again (`generation`).
+# Streamlit calls this function again whenever `data` changes (each rerun: `generation`) without
+# calling the previous call's cleanup (only the last one's, when the element goes): the module, loaded
+# once per page, keeps the poller of each element and stops it before starting the next.
 _POLLER_JS = """
-export default function ({ data, setTriggerValue }) {
-  let stopped = false, busy = false;
+const pollers = new Map();   // parentElement -> stop(): one live poller per element
+const TIMEOUT_MS = 10000;
+
+function timeoutSignal() {
+  if (AbortSignal.timeout) return AbortSignal.timeout(TIMEOUT_MS);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), TIMEOUT_MS);
+  return controller.signal;
+}
+
+export default function ({ data, parentElement, setTriggerValue }) {
+  const previous = pollers.get(parentElement);
+  if (previous) previous();
+  let stopped = false, busy = false, timer = null;
+  const stop = () => {
+    stopped = true;
+    clearInterval(timer);
+    document.removeEventListener("visibilitychange", shown);
+    if (pollers.get(parentElement) === stop) pollers.delete(parentElement);
+  };
   const poll = async () => {
     if (stopped || busy || document.visibilityState === "hidden") return;
     busy = true;
     let changed = false;
     try {
       const answer = await fetch(data.url + "?token=" + encodeURIComponent(data.token),
-                                 { cache: "no-store", signal: AbortSignal.timeout(10000) });
-      changed = !answer.ok || (await answer.json()).changed !== false;
+                                 { cache: "no-store", signal: timeoutSignal() });
+      try {
+        changed = !answer.ok || (await answer.json()).changed !== false;
+      } catch (error) {
+        changed = true;         // an answer, but not ours (a proxy's page): redraw, as a change
+      }
     } catch (error) {
       changed = false;          // no answer (the server restarting, 10 s without one): ask again next time
     }
     busy = false;
     if (changed && !stopped) {
-      stopped = true;
-      clearInterval(timer);
+      stop();
       setTriggerValue("changed", data.generation);
     }
   };
-  const timer = setInterval(poll, data.every_ms);
   const shown = () => { if (document.visibilityState === "visible") poll(); };
+  timer = setInterval(poll, data.every_ms);
   document.addEventListener("visibilitychange", shown);
-  return () => {
-    stopped = true;
-    clearInterval(timer);
-    document.removeEventListener("visibilitychange", shown);
-  };
+  pollers.set(parentElement, stop);
+  return stop;
 }
 """
 _poller = st.components.v2.component("trainlib_folder_poller", js=_POLLER_JS)
@@ -82,10 +104,11 @@ _poller = st.components.v2.component("trainlib_folder_poller", js=_POLLER_JS)
 # its routes under server.baseUrlPath: behind a proxy that passes only a base path, each poll fails
 # and reruns the page, as polling did before this route).
 CHANGED_ROUTE = "/_trainlib/changed"
-MAX_WATCHES = 1024                      # tokens remembered (each open tab's page and fragments)
+MAX_WATCHES = 1024       # pages remembered (each open tab's page and fragments)
+FORGET_AFTER_S = 120.0   # a page not heard of for this long is forgotten (closed; or hidden: it redraws once shown)
 _LOGGER = get_logger(__name__)
-# token -> (version_now, the narrowed version drawn, watched): what each watching page showed.
-_watches: "OrderedDict[str, tuple[Callable[[], Hashable], Hashable, frozenset | None]]" = OrderedDict()
+# token -> (version_now, the narrowed version drawn, watched, last heard of): what each page showed.
+_watches: "OrderedDict[str, tuple[Callable[[], Hashable], Hashable, frozenset | None, float]]" = OrderedDict()
 _watches_lock = threading.Lock()
 
 
@@ -162,7 +185,11 @@ def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, every:
     """Have the browser ask every `every` (while it shows the tab) whether version_now()'s part for
     `watched` (see narrow) differs from `drawn`, the version the page was drawn from, and rerun the
     page when it does: the whole app, or the fragment this is called in. Call it once per run of the
-    page (or fragment), after drawing; it draws nothing visible itself."""
+    page (or fragment), after drawing; it draws nothing visible itself.
+
+    version_now is kept between polls: make it a function of this module with its arguments
+    (functools.partial(runs_version, store, watched)), never a page's lambda or function, which
+    would keep all of that page run's variables (frames, figures) alive with it."""
     token_key, generation_key = f"watch_token_{key}", f"watch_generation_{key}"
     token = st.session_state.get(token_key) or secrets.token_urlsafe(16)
     st.session_state[token_key] = token
@@ -174,12 +201,14 @@ def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, every:
 
 def remember_watch(token: str, version_now: Callable[[], Hashable], seen: Hashable,
                    watched: Collection[str] | None) -> None:
-    """What the page of `token` was drawn from; the oldest of more than MAX_WATCHES are forgotten
-    (a forgotten page asks, hears 'changed', redraws and is remembered again)."""
+    """What the page of `token` was drawn from. Pages not heard of for FORGET_AFTER_S, and the
+    oldest beyond MAX_WATCHES, are forgotten: a forgotten page that asks again hears 'changed',
+    redraws and is remembered again."""
+    now = time.monotonic()
     with _watches_lock:
-        _watches[token] = (version_now, seen, None if watched is None else frozenset(watched))
+        _watches[token] = (version_now, seen, None if watched is None else frozenset(watched), now)
         _watches.move_to_end(token)
-        while len(_watches) > MAX_WATCHES:
+        while _watches and (len(_watches) > MAX_WATCHES or next(iter(_watches.values()))[3] < now - FORGET_AFTER_S):
             _watches.popitem(last=False)
 
 
@@ -188,10 +217,25 @@ def folder_changed(token: str) -> bool:
     An unknown token (a restarted server, a forgotten page) is a change: the page redraws."""
     with _watches_lock:
         entry = _watches.get(token)
+        if entry is not None:                     # heard of: kept, as the most recent
+            _watches[token] = (*entry[:3], time.monotonic())
+            _watches.move_to_end(token)
     if entry is None:
         return True
-    version_now, seen, watched = entry
+    version_now, seen, watched, _ = entry
     return narrow(version_now(), watched) != seen
+
+
+def runs_and_live_version(store: RunStore, runner) -> tuple:
+    """runs_version() and the runs this server's runner still holds (the Runs page's Stop and
+    Resume, and when a sweep is over, depend on them)."""
+    return runs_version(store), frozenset(runner.live_ids())
+
+
+def training_counts(store: RunStore) -> tuple[int, int]:
+    """(running, queued), from the runs' status files (a stat each: the store caches)."""
+    states = store.list_runs()["state"]
+    return int((states == "running").sum()), int((states == "queued").sum())
 
 
 def changed_endpoint(request: Request) -> JSONResponse:

@@ -46,7 +46,7 @@ st.title("Compare runs")
 if runs.empty:
     st.info("No runs yet. Start some on the **New experiment** page, or from a terminal with "
             "`python -m trainlib sweep ...`; they appear here.")
-    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, watch.IDLE_EVERY, key="compare")
+    watch.rerun_on_change(functools.partial(watch.runs_version, store), drawn, watch.IDLE_EVERY, key="compare")
     st.stop()
 
 # ----------------------------------------------------------------------------- inputs
@@ -107,7 +107,7 @@ x_axis = x_col.segmented_control("x axis", list(X_CHOICES), format_func=X_CHOICE
 # ----------------------------------------------------------------------------- guard
 if not chosen_ids:
     st.info("No runs chosen. Pick a sweep, a tag or a state above, or choose runs by hand.")
-    watch.rerun_on_change(lambda: watch.runs_version(store), drawn, watch.IDLE_EVERY, key="compare")
+    watch.rerun_on_change(functools.partial(watch.runs_version, store), drawn, watch.IDLE_EVERY, key="compare")
     st.stop()
 
 chosen = tables.in_run_order(tables.select(runs, chosen_ids))
@@ -269,5 +269,5 @@ watched = list(chosen["run_id"])
 # Every second while they move, also before a first epoch: the first point is the Runs page's to
 # show fast, and a Compare redraw (three curve charts and the table) costs a 2-core laptop's
 # browser ~0.6 s of CPU the training needs.
-watch.rerun_on_change(lambda: watch.runs_version(store, watched), drawn, watch.poll_every(chosen, first_point=False),
-                      watched=watched, key="compare")
+watch.rerun_on_change(functools.partial(watch.runs_version, store, tuple(watched)), drawn,
+                      watch.poll_every(chosen, first_point=False), watched=watched, key="compare")

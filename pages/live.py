@@ -17,6 +17,7 @@ from dashboard.shell import run_through_app
 
 run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
 
+import functools
 import time
 
 import streamlit as st
@@ -165,17 +166,14 @@ def draw():
     return runs
 
 
-def page_version():
-    """What this page shows, as one comparable value: the folder's runs and their epochs, and which
-    runs this server's runner still holds (that decides Stop/Resume, and when a sweep is over)."""
-    return watch.runs_version(store), frozenset(runner.live_ids())
-
-
 # Taken before reading (navigation.py's, from before the sidebar's count): a change while drawing is seen
 # at the next poll.
 drawn = (watch.drawn_version(store), frozenset(runner.live_ids()))
 shown_runs = draw()
 # This server's runner may still hold a run whose folder says it ended: poll until it lets go.
 every = watch.poll_every(shown_runs)
-watch.rerun_on_change(page_version, drawn, watch.ACTIVE_EVERY if runner.busy() and every == watch.IDLE_EVERY else every,
-                      key="runs")
+if runner.busy() and every == watch.IDLE_EVERY:
+    every = watch.ACTIVE_EVERY
+# What this page shows: the folder's runs and their epochs, and which runs this server's runner
+# still holds (that decides Stop/Resume, and when a sweep is over).
+watch.rerun_on_change(functools.partial(watch.runs_and_live_version, store, runner), drawn, every, key="runs")

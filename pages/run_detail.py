@@ -15,6 +15,7 @@ from dashboard.shell import run_through_app
 
 run_through_app()      # first, before the engine's imports (see dashboard/shell.py)
 
+import functools
 import json
 import math
 import numbers
@@ -249,8 +250,8 @@ def show_progress(run_id: str, was_live: bool) -> None:
     drawn = watch.runs_version(store, [run_id])          # before reading: a change meanwhile is seen
     draw_progress(run_id, was_live)
     if was_live:
-        watch.rerun_on_change(lambda: watch.runs_version(store, [run_id]), drawn, POLL_EVERY, watched=[run_id],
-                              key="detail")
+        watch.rerun_on_change(functools.partial(watch.runs_version, store, (run_id,)), drawn, POLL_EVERY,
+                              watched=[run_id], key="detail")
 
 
 def draw_progress(run_id: str, was_live: bool) -> None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -256,6 +257,40 @@ def test_a_runner_that_leaves_stops_its_run_resumable_keeps_the_queue_and_ends_i
     assert status_of(runs_dir, queued)["state"] == "queued"            # for the next start to adopt
     assert processes and not any(process.is_alive() for process in processes)
     assert not list((runs_dir / RUNNERS_DIR).glob("*"))                # it says it is gone: adoptable
+
+
+def test_a_run_that_does_not_stop_when_the_runner_leaves_is_killed_and_shows_interrupted(runs_dir, tiny_spec):
+    """A run stuck outside its batches (here: in a sleep) must not hold a stopping server forever."""
+    runner = Runner(runs_dir, workers=1, executor=LocalProcessExecutor(1, threads=1, target=_hang_after_starting))
+    try:
+        stuck = runner.submit(tiny_spec(name="stuck"))
+        queued = runner.submit(tiny_spec(name="next"))
+        wait_until(lambda: status_of(runs_dir, stuck)["state"] == "running", timeout=TIMEOUT)
+        processes = list(runner.executor._pools[0]._processes.values())
+        assert runner.leave(timeout=0.5) is False
+        assert processes and not any(process.is_alive() for process in processes)
+        wait_until(lambda: runner._handles[stuck].state != "running", timeout=TIMEOUT)
+        assert runner._handles[stuck].state == "interrupted"            # not 'failed': it resumes
+        assert status_of(runs_dir, queued)["state"] == "queued"
+    finally:
+        runner.shutdown()
+
+
+def test_a_runner_with_nothing_running_leaves_at_once(make_runner, tiny_spec, runs_dir):
+    runner = make_runner(workers=1)
+    runner._closing = True                 # the queue cannot start: what leave() meets at a server's stop
+    queued = runner.submit(tiny_spec(name="waits"))
+    waited = []
+    runner.wait = lambda run_ids=None, timeout=None: waited.append(run_ids) or True
+    assert runner.leave(timeout=30) is True
+    assert waited == []                    # nothing to wait for: not the queued run, which never starts
+    assert status_of(runs_dir, queued)["state"] == "queued"
+
+
+def _hang_after_starting(folder: str, resume: bool, threads: int | None) -> str:
+    update_status(Path(folder), state="running", started_at=now_iso(), heartbeat_at=now_iso())
+    time.sleep(3600)
+    return "finished"
 
 
 def test_stop_and_cancel_reach_a_run_of_another_process(make_runner, tiny_spec, runs_dir):

@@ -181,3 +181,19 @@ def test_a_page_the_server_does_not_know_redraws_and_a_failing_read_waits(tmp_pa
     monkeypatch.setattr(watch._LOGGER, "exception", lambda message, *args: logged.append(message))
     assert ask("tab-broken") == {"changed": False}      # no redraw now; the next poll asks again
     assert logged
+
+
+def test_a_page_not_heard_of_for_a_while_is_forgotten_and_one_that_asks_is_kept(monkeypatch):
+    """A closed tab's page (or a hidden one, which does not ask) is let go after FORGET_AFTER_S."""
+    from collections import OrderedDict
+    clock = [1000.0]
+    monkeypatch.setattr(watch.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(watch, "_watches", OrderedDict())          # this server's pages only
+    watch.remember_watch("closed-tab", lambda: (), (), None)
+    watch.remember_watch("open-tab", lambda: (), (), None)
+    clock[0] += watch.FORGET_AFTER_S / 2
+    assert ask("open-tab") == {"changed": False}        # asking keeps it
+    clock[0] += watch.FORGET_AFTER_S / 2 + 1
+    watch.remember_watch("another-tab", lambda: (), (), None)
+    assert "closed-tab" not in watch._watches and "open-tab" in watch._watches
+    assert ask("closed-tab") == {"changed": True}       # shown again: it redraws, and is remembered

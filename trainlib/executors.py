@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import types
@@ -92,7 +93,7 @@ class ThreadExecutor:
     def describe(self) -> str:
         return "threads of this process"
 
-    def shutdown(self) -> None:
+    def shutdown(self, kill: bool = False) -> None:
         pass
 
 
@@ -106,6 +107,7 @@ class LocalProcessExecutor:
         self._lock = threading.Lock()
         self._warming: list[Future] = []
         self._slots = slots
+        self._killed = False                    # shut down with kill: its runs' processes were ended by it
         self._pools = [self._new_pool() for _ in range(slots)]
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -128,6 +130,8 @@ class LocalProcessExecutor:
 
     def submit(self, slot: int, folder: Path, resume: bool) -> Future:
         with self._lock:
+            if not self._pools:                # shut down: the run stays queued (Runner._run)
+                raise RuntimeError("the worker processes have been shut down")
             pool = self._pools[slot]
         try:
             return pool.submit(self.target, str(folder), resume, self.threads)
@@ -146,6 +150,8 @@ class LocalProcessExecutor:
         (1 time in 14 here), which once turned a `kill` into a "crash in native code".
         """
         with self._lock:
+            if not self._pools:                # shut down: no new process; killed by it, if so
+                return -signal.SIGKILL if self._killed else None
             old, self._pools[slot] = self._pools[slot], self._new_pool()
         # ProcessPoolExecutor keeps its processes in a private attribute; without it, say nothing.
         processes = list((getattr(old, "_processes", None) or {}).values())
@@ -157,13 +163,18 @@ class LocalProcessExecutor:
         threads = f", {self.threads} thread{'s' if self.threads != 1 else ''} each" if self.threads else ""
         return f"{self.slots} local process{'es' if self.slots != 1 else ''}{threads}"
 
-    def shutdown(self) -> None:
-        """End the worker processes. The pools are then let go: their queues' semaphores are freed
+    def shutdown(self, kill: bool = False) -> None:
+        """End the worker processes: once their work is done, or at once with kill (SIGKILL: a run
+        that did not stop when asked). The pools are then let go: their queues' semaphores are freed
         now, not left to multiprocessing's resource tracker (which warns of them) when the process
         ends by a signal, as a server stopped by SIGTERM does."""
         with self._lock:
             pools, self._pools = self._pools, []
+            self._killed = kill
         for pool in pools:
+            if kill:   # ProcessPoolExecutor keeps its processes in a private attribute; without it, wait
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
         del pools
         gc.collect()
@@ -221,7 +232,7 @@ class RayExecutor:
         where = self.address or "a local Ray instance"
         return f"ray ({where}; {self.resources['num_cpus']:g} CPU, {self.resources['num_gpus']:g} GPU per run)"
 
-    def shutdown(self) -> None:
+    def shutdown(self, kill: bool = False) -> None:
         pass                  # the cluster outlives the runner; a local instance ends with the process
 
 

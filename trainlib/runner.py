@@ -305,14 +305,15 @@ class Runner:
         to adopt), then wait up to `timeout` s for the running ones and end the worker processes.
         Needed where the process is ended by its signal after its own shutdown (uvicorn re-raises
         SIGTERM), so that no exit hook runs: without it the workers outlive their server.
-        False when a run did not stop in time (its process is ended all the same)."""
+        False when a run did not stop in time: its process is then killed (it shows `interrupted`
+        and resumes from its last finished epoch)."""
         self._leave()
         running = [handle.run_id for handle in self._all_handles() if handle.state == "running"]
-        stopped = self.wait(running, timeout)
+        stopped = self.wait(running, timeout) if running else True
         _RUNNERS.discard(self)
         for _ in self._threads:
             self._queue.put(None)
-        self.executor.shutdown()
+        self.executor.shutdown(kill=not stopped)
         self._finalizer()
         return stopped
 
