@@ -27,11 +27,7 @@ from contextlib import asynccontextmanager
 from streamlit.logger import get_logger
 
 _LOGGER = get_logger(__name__)
-
-
 LEAVE_TIMEOUT_S = 20.0         # for running runs to stop between two batches when the server stops
-
-
 _stopping = threading.Event()   # the server is stopping: a runner made after its shutdown leaves at once
 
 

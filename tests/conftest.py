@@ -21,6 +21,17 @@ def _offline_with_tmp_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(tmp_path / "runs"))
 
 
+@pytest.fixture(scope="session")
+def bench():
+    """bench/live_demo.py as a module (a script outside the package): its pure parts and its Server."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("trainlib_live_demo", ROOT / "bench" / "live_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def runs_dir(tmp_path) -> Path:
     """The folder TRAINLIB_RUNS_DIR points at in this test."""

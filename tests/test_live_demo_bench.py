@@ -3,10 +3,8 @@ sweep command, the CPU readings, the Compare refresh summary and the chart title
 benchmark, never from a test)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,18 +12,6 @@ import pytest
 from trainlib import RunStore
 from trainlib.cli import build_parser, spec_from_args, specs_of_sweep
 from trainlib.history import METRIC_COLUMNS
-
-LIVE_DEMO = Path(__file__).resolve().parents[1] / "bench" / "live_demo.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("trainlib_live_demo", LIVE_DEMO)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def trial(condition: str, cli_s: float, span_s: float | None, cpu: float = 0.0, saw=()):
     return {"condition": condition, "cli_s": cli_s, "span_s": span_s, "server_cpu_s": cpu, "browser_cpu_s": cpu,

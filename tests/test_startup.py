@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -56,18 +52,6 @@ def test_a_runner_that_cannot_be_made_is_logged_and_the_server_goes_on(monkeypat
     assert len(said) == 1 and "TRAINLIB_WORKERS" in said[0]
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -77,40 +61,28 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
-def test_a_server_stopped_by_sigterm_leaves_no_worker_process_behind(tmp_path):
+def test_a_server_stopped_by_sigterm_leaves_no_worker_process_behind(tmp_path, bench):
     """uvicorn ends the process with the signal after its shutdown: no exit hook runs, so the
     server's shutdown must end the runner's workers itself (Runner.leave)."""
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    number = port.getsockname()[1]
-    port.close()
-    env = {**os.environ, "TRAINLIB_RUNS_DIR": str(tmp_path / "runs"), "TRAINLIB_OFFLINE": "1", "TRAINLIB_WORKERS": "2"}
-    log_path = tmp_path / "server.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                   "--server.port", str(number), "--server.address", "127.0.0.1",
-                                   "--browser.gatherUsageStats", "false"],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = bench.Server(tmp_path, tmp_path / "runs", workers=2)        # `streamlit run app.py`, answering
     try:
         deadline = time.monotonic() + 90
-        while "runner started with the server" not in log_path.read_text():
-            assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-2000:]
+        while "runner started with the server" not in server.log_path.read_text():
+            assert server.process.poll() is None and time.monotonic() < deadline, server.log_path.read_text()[-2000:]
             time.sleep(0.2)
-        workers = _children(server.pid)
+        workers = bench.process_tree(server.pid)[1:]
         assert len(workers) >= 2                # two worker processes (and multiprocessing's tracker)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [pid for pid in workers if _alive(pid)]
+        log = server.log_path.read_text()
     finally:
-        if server.poll() is None:
-            server.kill()
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = [pid for pid in workers if _alive(pid)]
-    for pid in left:                            # not to leave them to the next test either
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"processes left behind by the server: {left}\n{log_path.read_text()[-2000:]}"
-    assert "leaked" not in log_path.read_text()         # no semaphores left to the resource tracker
+        server.stop()                           # its process group: nothing is left to the next test
+    assert not left, f"processes left behind by the server: {left}\n{log[-2000:]}"
+    assert "leaked" not in log                  # no semaphores left to the resource tracker
 
 
 def test_app_py_is_the_server_of_the_navigation_script_with_that_lifespan():

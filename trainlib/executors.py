@@ -97,6 +97,12 @@ class ThreadExecutor:
         pass
 
 
+def _processes_of(pool: ProcessPoolExecutor) -> list:
+    """The pool's worker processes: ProcessPoolExecutor keeps them in a private attribute, so an
+    empty list where a Python version has none."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
 class LocalProcessExecutor:
     name = "local"
 
@@ -153,8 +159,7 @@ class LocalProcessExecutor:
             if not self._pools:                # shut down: no new process; killed by it, if so
                 return -signal.SIGKILL if self._killed else None
             old, self._pools[slot] = self._pools[slot], self._new_pool()
-        # ProcessPoolExecutor keeps its processes in a private attribute; without it, say nothing.
-        processes = list((getattr(old, "_processes", None) or {}).values())
+        processes = _processes_of(old)          # none known: the exit code is unknown
         old.shutdown(wait=True, cancel_futures=True)
         codes = [process.exitcode for process in processes if process.exitcode is not None]
         return codes[0] if codes else None
@@ -172,8 +177,8 @@ class LocalProcessExecutor:
             pools, self._pools = self._pools, []
             self._killed = kill
         for pool in pools:
-            if kill:   # ProcessPoolExecutor keeps its processes in a private attribute; without it, wait
-                for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if kill:                            # none known: it waits for them instead
+                for process in _processes_of(pool):
                     process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
         del pools
