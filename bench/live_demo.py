@@ -661,7 +661,7 @@ def first_point_once(browser, server: Server, runs_dir: Path, kind: str) -> dict
     page = open_tab(browser, server.url, "new")
     pick_preset(page)
     # A teacher reads the preset's note before Run: seconds in which New experiment has the browser
-    # load the charts' code (dashboard/preload.py). Clicked at once, the first point waits for it.
+    # load the charts' code (dashboard/charts.py). Clicked at once, the first point waits for it.
     loaded_ahead = True
     try:
         page.wait_for_function("() => window.__trainlibChartsLoaded === true", timeout=30_000)
@@ -850,7 +850,7 @@ def measure_compare_refresh(work: Path, runs: int, epochs: int, timed: int) -> d
             return wall * 1000, cpu * 1000
 
         warm_ms = timed_run()[0]
-        charts = len(at.get("plotly_chart"))
+        charts = sum(element.proto.component_name == "trainlib_chart" for element in at.get("bidi_component"))
         changed, unchanged = [], []
         for _ in range(timed):
             append_epoch(root / ids[-1])

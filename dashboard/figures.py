@@ -3,7 +3,7 @@
     runs = tables.in_run_order(chosen)                        # the one order of every chart
     colors = run_colors(runs)                                 # one colour per run, on every page
     fig = curves_overlay(metrics, "loss", "epoch", colors)    # metrics: RunStore.load_metrics(...)
-    st.plotly_chart(fig, theme=None, config=chart_config("loss"))
+    charts.show(fig, key="loss", config=chart_config("loss"))   # dashboard/charts.py
 
 Made for a projector: large text, thick lines, the Okabe-Ito colour-blind-safe palette, and line
 styles (solid train, dashed validation) that carry meaning without colour. A run keeps its colour
@@ -106,7 +106,7 @@ def run_colors(runs: pd.DataFrame | Iterable[str]) -> dict[str, str]:
 
 
 def chart_config(filename: str = "chart") -> dict:
-    """The st.plotly_chart config: the modebar camera saves a 2x PNG named after the chart."""
+    """plotly.js's config (dashboard/charts.py): the modebar camera saves a 2x PNG named after the chart."""
     return {"toImageButtonOptions": {"format": "png", "scale": 2, "filename": filename},
             "displaylogo": False}
 

@@ -4,7 +4,7 @@
     fig = live_figure(store.load_metrics(list(group["run_id"])), group, figures.run_colors(group))
     fig = lr_finder_figure(result.frame, result.suggested_lr)  # loss vs lr on a log axis, suggestion marked
 
-Pure functions of DataFrames; the pages only hand the figure to st.plotly_chart.
+Pure functions of DataFrames; the pages only hand the figure to dashboard/charts.py.
 """
 from __future__ import annotations
 

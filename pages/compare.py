@@ -24,7 +24,7 @@ import json
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from dashboard import figures, tables, watch
+from dashboard import charts, figures, tables, watch
 from dashboard.state import SELECTED_RUN, get_runner
 from dashboard.text import plain
 from trainlib import repeats
@@ -143,8 +143,8 @@ if has_repeats:
 
 
 def plot(fig, name: str) -> None:
-    # theme=None: the figure's own projector layout (fonts, palette) is what the PNG export shows too.
-    st.plotly_chart(fig, theme=None, config=figures.chart_config(name), key=f"compare_chart_{name}")
+    # In place (dashboard/charts.py): a new epoch updates the plot; the PNG export is the figure as built.
+    charts.show(fig, config=figures.chart_config(name), key=f"compare_chart_{name}")
 
 
 def open_run_detail(run_id: str) -> None:

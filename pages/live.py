@@ -22,7 +22,7 @@ import time
 
 import streamlit as st
 
-from dashboard import figures, progress, watch
+from dashboard import charts, figures, progress, watch
 from dashboard.live_figures import live_figure
 from dashboard.state import SELECTED_RUN, get_runner
 from dashboard.text import plain
@@ -130,9 +130,8 @@ def render_group(title: str, sweep: str | None, group, metrics, runs, charted: b
             log_key = f"runs_log_{chart}"
             if not st.session_state.get(log_key):
                 st.session_state[log_key] = figures.loss_span_decades(curves) > figures.LOG_DECADES
-            # theme=None: the figure's own projector layout (large fonts), as on the Compare page.
-            st.plotly_chart(live_figure(curves, in_group, figures.run_colors(in_group), log_y=st.session_state[log_key]),
-                            key=chart, theme=None, config={"displayModeBar": False})
+            charts.show(live_figure(curves, in_group, figures.run_colors(in_group), log_y=st.session_state[log_key]),
+                        key=chart, config={"displayModeBar": False})
 
 
 def draw():

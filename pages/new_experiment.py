@@ -14,7 +14,7 @@ run_through_app()      # first, before the engine's imports (see dashboard/shell
 
 import streamlit as st
 
-from dashboard import forms, preload
+from dashboard import charts, forms
 from dashboard.presets import PRESETS
 from dashboard.state import PREFILL_SPEC, get_runner, online
 from dashboard.text import plain
@@ -252,4 +252,4 @@ if run_col.button(label, type="primary", disabled=not result.ok, icon=":material
         st.switch_page("pages/live.py")
 
 # Run leads to the Runs page's charts: have the browser load their code now, while a preset is picked.
-preload.charts_ahead()
+charts.load_ahead()

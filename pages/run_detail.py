@@ -24,7 +24,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from dashboard import figures, forms, tables, watch
+from dashboard import charts, figures, forms, tables, watch
 from dashboard.state import PREFILL_SPEC, SELECTED_RUN, get_runner
 from dashboard.text import plain
 from trainlib.analysis import analyze_run, model_summary
@@ -292,15 +292,15 @@ def draw_progress(run_id: str, was_live: bool) -> None:
     colors = figures.run_colors(tables.in_run_order(same_sweep))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(figures.curves_overlay(metrics, "loss", "epoch", colors), theme=None,
-                        config=figures.chart_config(f"{name}_loss"), key="detail_loss")
+        charts.show(figures.curves_overlay(metrics, "loss", "epoch", colors),
+                    config=figures.chart_config(f"{name}_loss"), key="detail_loss")
     with right:
         if is_regression:     # no accuracy: show how far validation drifts from training instead
-            st.plotly_chart(figures.overfitting_gap(metrics, "epoch", colors), theme=None,
-                            config=figures.chart_config(f"{name}_gap"), key="detail_gap")
+            charts.show(figures.overfitting_gap(metrics, "epoch", colors),
+                        config=figures.chart_config(f"{name}_gap"), key="detail_gap")
         else:
-            st.plotly_chart(figures.curves_overlay(metrics, "acc", "epoch", colors), theme=None,
-                            config=figures.chart_config(f"{name}_accuracy"), key="detail_acc")
+            charts.show(figures.curves_overlay(metrics, "acc", "epoch", colors),
+                        config=figures.chart_config(f"{name}_accuracy"), key="detail_acc")
 
 
 show_progress(run_id, live)
@@ -334,15 +334,14 @@ with evaluation_tab:
             wide = len(report["confusion"].columns) > 5
             left, right = (st.container(), st.container()) if wide else st.columns(2)
             with left:
-                st.plotly_chart(figures.confusion_matrix_figure(report["confusion"], plot_width_px=700 if wide else 320),
-                                theme=None, config=figures.chart_config(f"{name}_confusion"), key="detail_confusion")
+                charts.show(figures.confusion_matrix_figure(report["confusion"], plot_width_px=700 if wide else 320),
+                            config=figures.chart_config(f"{name}_confusion"), key="detail_confusion")
             with right:
-                st.plotly_chart(figures.per_class_accuracy_figure(report["per_class"]), theme=None,
-                                config=figures.chart_config(f"{name}_per_class"), key="detail_per_class")
+                charts.show(figures.per_class_accuracy_figure(report["per_class"]),
+                            config=figures.chart_config(f"{name}_per_class"), key="detail_per_class")
         if report["grid"] is not None:
-            st.plotly_chart(figures.decision_boundary_figure(report["grid"], report["points"],
-                                                             report["class_names"]),
-                            theme=None, config=figures.chart_config(f"{name}_boundary"), key="detail_boundary")
+            charts.show(figures.decision_boundary_figure(report["grid"], report["points"], report["class_names"]),
+                        config=figures.chart_config(f"{name}_boundary"), key="detail_boundary")
         if report["misclassified"] is not None:
             wrong = report["misclassified"]
             st.subheader(f"Misclassified {report['split']} images ({len(wrong)} shown)")

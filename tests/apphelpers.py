@@ -19,6 +19,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.charts import COMPONENT_NAME as CHART_COMPONENT
+
 APP = Path(__file__).resolve().parents[1] / "navigation.py"
 TIMEOUT = 60
 
@@ -66,8 +68,18 @@ def texts(elements) -> list[str]:
     return [re.sub(r"\\(.)", r"\1", str(e.value)) for e in elements]
 
 
+def charts(at: AppTest) -> list[dict]:
+    """Every chart the page drew (dashboard/charts.py), in page order: {"key", "figure", "config"}."""
+    out = []
+    for element in at.get("bidi_component"):
+        if element.proto.component_name == CHART_COMPONENT:
+            data = json.loads(element.proto.json)
+            out.append({"key": element.key, "figure": json.loads(data["figure"]), "config": data["config"]})
+    return out
+
+
 def chart_specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return [chart["figure"] for chart in charts(at)]
 
 
 def wait_until(condition, timeout: float = 30.0, every: float = 0.05) -> None:

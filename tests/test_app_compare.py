@@ -16,6 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import apphelpers
 from apphelpers import fresh_app_cache
 from dashboard import figures
 from trainlib import RunStore, ScenarioSpec, create_scenario, train
@@ -56,8 +57,7 @@ def open_page() -> AppTest:
 def chart_specs(at: AppTest) -> dict[str, dict]:
     """{figure title: figure JSON} of every plotly chart on the page."""
     out = {}
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
+    for spec in apphelpers.chart_specs(at):
         out[spec["layout"]["title"]["text"]] = spec
     return out
 
@@ -126,8 +126,8 @@ def test_default_compares_the_newest_sweep(trained, monkeypatch, polling):
     # One seed per variant: the page says a difference may be seed noise.
     assert any("One seed per variant" in c.value for c in at.caption)
     # every chart exports a 2x PNG from its modebar
-    for chart in at.get("plotly_chart"):
-        assert json.loads(chart.proto.config)["toImageButtonOptions"]["format"] == "png"
+    for chart in apphelpers.charts(at):
+        assert chart["config"]["toImageButtonOptions"]["format"] == "png"
 
 
 def test_table_has_one_row_per_run_and_the_csv_holds_their_metrics(trained, monkeypatch):
@@ -179,7 +179,7 @@ def test_filter_by_state_and_guard_when_nothing_matches(trained, monkeypatch):
     assert len(at.dataframe[0].value) == 4              # 'finished' by default: every run here
     at.multiselect(key="compare_states").set_value(["failed"]).run()
     assert not at.exception
-    assert not at.get("plotly_chart")
+    assert not apphelpers.charts(at)
     assert any("No runs chosen" in info.value for info in at.info)
 
 
@@ -363,7 +363,7 @@ def test_a_run_has_one_colour_and_one_place_on_every_page_and_numbers_sort_as_nu
     # The Runs page draws the same runs in the same colours and order.
     runs_page = AppTest.from_file(str(Path(PAGE).parent / "live.py"), default_timeout=60).run()
     assert not runs_page.exception
-    (curves,) = [json.loads(c.proto.spec) for c in runs_page.get("plotly_chart")]
+    (curves,) = apphelpers.chart_specs(runs_page)
     runs_colours = {name: named(curves, name)["line"]["color"] for name in ids}
     assert runs_colours == compare_colours
     names = [m.value for m in runs_page.markdown if m.value.startswith("**bs")]

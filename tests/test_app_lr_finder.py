@@ -23,7 +23,7 @@ def test_find_lr_on_a_tiny_scenario_and_hand_it_to_new_experiment(app_runs):
     at = open_app("pages/lr_finder.py")
     assert at.title[0].value == "Learning-rate finder"
     assert texts(at.info)                                       # the guard: nothing found yet
-    assert not at.get("plotly_chart")
+    assert not chart_specs(at)
 
     at.selectbox(key="lf_dataset").set_value("moons")
     at.text_input(key="lf_train_subset").set_value("512")
@@ -75,4 +75,4 @@ def test_missing_dataset_is_an_error_with_the_files_to_provide(app_runs, no_down
     button(at, "Find the learning rate").click().run()
     assert not at.exception
     assert any("Put these files in" in m for m in texts(at.error))
-    assert "lf_result" not in at.session_state and not at.get("plotly_chart")
+    assert "lf_result" not in at.session_state and not chart_specs(at)

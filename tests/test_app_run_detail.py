@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import apphelpers
 from apphelpers import current_runner, fresh_app_cache
 from dashboard.state import PREFILL_SPEC, SELECTED_RUN
 from trainlib import Runner, RunStore, ScenarioSpec, create_scenario, train
@@ -76,8 +77,7 @@ def array(value) -> np.ndarray:
 
 
 def chart_specs(at: AppTest) -> dict[str, dict]:
-    return {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
-            for c in at.get("plotly_chart")}
+    return {spec["layout"]["title"]["text"]: spec for spec in apphelpers.chart_specs(at)}
 
 
 def test_finished_image_run_shows_confusion_matrix_images_and_model(trained, page):
@@ -373,7 +373,7 @@ def test_a_single_run_has_the_colour_it_has_on_the_runs_page(page, tmp_path, mon
     monkeypatch.setenv("TRAINLIB_RUNS_DIR", str(root))
     runs_page = AppTest.from_file(str(Path(PAGE).parent / "live.py"), default_timeout=60).run()
     assert not runs_page.exception
-    (curves,) = [json.loads(c.proto.spec) for c in runs_page.get("plotly_chart")]
+    (curves,) = apphelpers.chart_specs(runs_page)
     on_runs = colours(curves)
     assert set(on_runs) == set(ids)
     for run_id in ids:

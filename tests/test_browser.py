@@ -188,10 +188,10 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         wait_for_heading(page, "New experiment")
         wait_for_script_run(page)
         # While a preset is picked, the page has the browser load the charts' code that Run will need
-        # (dashboard/preload.py): Streamlit's own chart module, fetched once, by this page.
+        # (dashboard/charts.py): the plotly package's plotly.js, served by app.py, fetched once.
         page.wait_for_function("() => window.__trainlibChartsLoaded === true")
         loaded = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)"
-                               ".filter(name => /\\/static\\/js\\/PlotlyChart\\.[^/]+\\.js$/.test(name))")
+                               ".filter(name => /\\/_trainlib\\/plotly-[^/]+\\.min\\.js$/.test(name))")
         assert len(loaded) == 1, loaded
         # The first screen says what the app is for, and a preset and Run are on it without scrolling.
         expect(page.get_by_text("pick a preset and press Run").first).to_be_visible()
@@ -215,7 +215,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         # Compare was offered from the first epoch on; after the sweep it stays the one button.
         compare = page.get_by_role("button", name="Compare", exact=True)
         expect(compare).to_have_count(1)
-        chart = page.locator("[data-testid='stPlotlyChart']").first
+        chart = page.locator(".trainlib-chart").first
         expect(chart).to_be_visible()                  # the curves stay when the runs have ended
         assert_nothing_cut(page, "Runs")
         _shoot(page, tmp_path, "runs")
@@ -224,7 +224,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         wait_for_script_run(page)
 
         # Compare: the four runs' curves and their test accuracies, the best one named.
-        charts = page.locator("[data-testid='stPlotlyChart']")
+        charts = page.locator(".trainlib-chart")
         expect(charts.first).to_be_visible()
         curves = charts.filter(has_text="solid: train, dashed: validation").first
         results = charts.filter(has_text="Test accuracy").first
@@ -238,7 +238,7 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
 
         # Every other page renders for these runs without an exception.
         open_page(page, "Run detail")
-        expect(page.locator("[data-testid='stPlotlyChart']").filter(has_text="Confusion matrix").first).to_be_visible()
+        expect(page.locator(".trainlib-chart").filter(has_text="Confusion matrix").first).to_be_visible()
         assert_nothing_cut(page, "Run detail")
         _shoot(page, tmp_path, "run_detail")
         open_page(page, "LR finder")

@@ -98,3 +98,4 @@ def test_app_py_is_the_server_of_the_navigation_script_with_that_lifespan():
     assert [keyword.arg for keyword in call.keywords] == ["lifespan", "routes"]
     source = (REPO / "app.py").read_text()
     assert "watch.CHANGED_ROUTE, watch.changed_endpoint" in source     # the route the browsers poll
+    assert "charts.PLOTLY_JS_ROUTE, charts.plotly_js_endpoint" in source   # plotly.js for the charts

@@ -1,0 +1,148 @@
+"""A Plotly chart that stays on the page and takes new points in place.
+
+    charts.show(fig, key="curves_sweep_lr", config=figures.chart_config("loss"))
+
+Why not st.plotly_chart: its element's identity hashes the figure, so a chart with one more epoch
+is a new element. On each redraw of a live page the browser threw the old chart away, built a new
+one from scratch and laid it out twice, for every chart that gained a point, while the class's
+runs trained on the same cores. Here the element keeps its key and its plot: new data reach the
+same <div>, where `Plotly.react` changes only what differs. It also gives the exported PNG, the
+modebar and the figure exactly what the figure says (theme=None before), with the plotly.js that
+ships with the installed plotly package, the version the figures are written for.
+
+plotly.js (4.8 MB) is served by app.py at PLOTLY_JS_ROUTE, from the plotly package, and loaded once
+per browser tab with a <script> tag: by the first chart, or earlier by `load_ahead()`. The URL
+carries plotly's version, so the browser may keep it.
+
+    charts.load_ahead()     # on a page without charts, from which Run leads to one
+
+Why load ahead: in class the first chart is the one Run switches to; loading plotly.js then (fetch,
+parse, run 4.8 MB) competed with the runs training on the same cores, and the first point came ~1 s
+later than it had to (the shapes preset, 2-core laptop: 2.1-2.4 s after Run, 1.0-1.6 s with it
+loaded ahead; `bench/live_demo.py --first-point-only`). New experiment asks for it while the teacher
+picks a preset, when the browser has nothing else to do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly
+import plotly.graph_objects as go
+import plotly.io as pio
+import streamlit as st
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+PLOTLY_JS_FILE = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PLOTLY_JS_ROUTE = f"/_trainlib/plotly-{plotly.__version__}.min.js"
+
+# One loader per tab, whoever asks first (a chart, or the preload while idle): a promise of
+# window.Plotly kept on window, dropped on failure so that the next chart tries again.
+LOADER_JS = """
+function loadPlotly(url) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__trainlibPlotly) {
+    window.__trainlibPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = url;
+      script.async = true;
+      script.onload = () => { window.__trainlibChartsLoaded = true; resolve(window.Plotly); };
+      script.onerror = () => { window.__trainlibPlotly = null; script.remove(); reject(new Error("plotly.js: " + url)); };
+      document.head.appendChild(script);
+    });
+  }
+  return window.__trainlibPlotly;
+}
+"""
+
+# Streamlit calls the function again with new `data` (the same element, the same parentElement)
+# without running the previous call's cleanup; it runs the cleanup the last call returned when the
+# element goes. So the module keeps each element's plot and its latest figure: draws go one after
+# another, and a draw skips to the newest figure when several came while plotly.js was busy.
+# Width follows the element (a sidebar opened, a window resized); the height is the figure's.
+_CHART_JS = LOADER_JS + """
+const charts = new Map();   // parentElement -> {gd, latest, drawing, observer}
+
+async function drawLatest(chart) {
+  if (chart.drawing) return;
+  chart.drawing = true;
+  try {
+    const Plotly = await loadPlotly(chart.latest.plotly_url);
+    while (chart.latest && chart.drawn !== chart.latest) {
+      const data = chart.latest;
+      const figure = JSON.parse(data.figure);
+      // What the viewer changed (a zoom, a run hidden from the legend) stays as points arrive.
+      const layout = { uirevision: "kept", ...(figure.layout || {}) };
+      await Plotly.react(chart.gd, figure.data || [], layout, data.config || {});
+      chart.drawn = data;
+    }
+  } catch (error) {
+    console.error("trainlib chart", error);
+  } finally {
+    chart.drawing = false;
+  }
+}
+
+export default function ({ data, parentElement }) {
+  let chart = charts.get(parentElement);
+  if (!chart) {
+    const gd = document.createElement("div");
+    gd.className = "trainlib-chart";
+    parentElement.appendChild(gd);
+    chart = { gd, latest: null, drawn: null, drawing: false, width: 0 };
+    chart.observer = new ResizeObserver(entries => {
+      const width = Math.round(entries[entries.length - 1].contentRect.width);
+      if (width === chart.width) return;           // the plot's own height change: nothing to do
+      chart.width = width;
+      if (chart.drawn && window.Plotly) window.Plotly.Plots.resize(gd);
+    });
+    chart.observer.observe(parentElement);
+    charts.set(parentElement, chart);
+  }
+  chart.latest = data;
+  drawLatest(chart);
+  return () => {
+    chart.latest = null;
+    chart.observer.disconnect();
+    charts.delete(parentElement);
+    if (window.Plotly) window.Plotly.purge(chart.gd);
+    chart.gd.remove();
+  };
+}
+"""
+# isolate_styles=False: plotly.js puts its modebar and hover styles in the document's <head>, which
+# a shadow root would keep out.
+COMPONENT_NAME = "trainlib_chart"
+_chart = st.components.v2.component(COMPONENT_NAME, js=_CHART_JS, isolate_styles=False)
+
+
+def show(fig: go.Figure | dict, *, key: str, config: dict | None = None) -> None:
+    """Draw `fig` in the element `key`; the next script run's figure under the same key updates it in
+    place. `config`: plotly.js's (the modebar, the PNG export: figures.chart_config)."""
+    # validate=False, as st.plotly_chart: the figures are built unvalidated on purpose (figures.py).
+    _chart(key=key, data={"figure": pio.to_json(fig, validate=False), "config": config or {}, "plotly_url": PLOTLY_JS_ROUTE})
+
+
+# Once per tab, when the browser is idle, never an error (a failed load is retried by the first chart);
+# `__trainlibChartsLoaded` then tells a test or the benchmark that plotly.js is there.
+_LOAD_AHEAD_JS = LOADER_JS + """
+export default function ({ data }) {
+  if (window.Plotly || window.__trainlibPlotly) return;
+  const load = () => loadPlotly(data.plotly_url).catch(() => {});
+  if (window.requestIdleCallback) window.requestIdleCallback(load, { timeout: 2000 });
+  else setTimeout(load, 0);
+}
+"""
+_loader = st.components.v2.component("trainlib_chart_preload", js=_LOAD_AHEAD_JS)
+
+
+def load_ahead() -> None:
+    """Have the browser load plotly.js now, while idle (an element with no content)."""
+    _loader(key="trainlib_chart_preload", data={"plotly_url": PLOTLY_JS_ROUTE})
+
+
+async def plotly_js_endpoint(request: Request) -> Response:
+    """GET PLOTLY_JS_ROUTE: the installed plotly package's plotly.min.js; the version is in the URL, so
+    the browser may keep it for good."""
+    return FileResponse(PLOTLY_JS_FILE, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
