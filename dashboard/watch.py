@@ -20,6 +20,11 @@ each time (~85 ms of its main thread on Runs, more on larger pages), for nothing
 A tab the browser does not show (another tab in front of it, a minimised window) does not poll at
 all: on a laptop that trains, its browser would lay out charts nobody sees with the CPU the training
 needs. Shown again, it asks at once and redraws if the folder moved meanwhile.
+
+A redraw budget keeps watching from slowing the training down: after a redraw, a tab waits
+REDRAW_BUDGET - 1 times what that redraw took (from its poll's yes to the page drawn again) before
+it asks again, so it spends at most 1/REDRAW_BUDGET of its time redrawing. Epochs that come faster
+than that are shown together at the next redraw; a fast machine redraws every `every` as before.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from trainlib.store import ACTIVE_STATES, RunStore
 FIRST_POINT_EVERY = "0.25s"  # Run was clicked and its first epoch is due: show it within a quarter second
 ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a second
 IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
+REDRAW_BUDGET = 8            # a tab spends at most an eighth of its time redrawing (see _POLLER_JS)
 _REMEMBERED = "watch_version_before_sidebar"
 
 # Polls the server's CHANGED_ROUTE for this page's token every `every_ms` while the tab is shown, at
@@ -49,9 +55,16 @@ _REMEMBERED = "watch_version_before_sidebar"
 # Streamlit calls this function again whenever `data` changes (each rerun: `generation`) without
 # calling the previous call's cleanup (only the last one's, when the element goes): the module, loaded
 # once per page, keeps the poller of each element and stops it before starting the next.
+# The redraw budget: the time from a trigger to the page drawn again (the server's script run, the
+# transfer, the browser's render and chart updates, all on the laptop that trains) is the redraw's
+# cost; the next poll waits (BUDGET - 1) times that cost, so a tab spends at most 1/BUDGET of its time
+# redrawing. A fast machine still redraws every `every_ms`; a loaded one redraws less often instead of
+# slowing its training down. `window.__trainlibRedraw` keeps the last cost and wait (tests, benchmark).
 _POLLER_JS = """
-const pollers = new Map();   // parentElement -> stop(): one live poller per element
+const pollers = new Map();     // parentElement -> stop(): one live poller per element
+const triggered = new Map();   // parentElement -> when it asked for its rerun (performance.now())
 const TIMEOUT_MS = 10000;
+const BUDGET = %(budget)d;
 
 function timeoutSignal() {
   if (AbortSignal.timeout) return AbortSignal.timeout(TIMEOUT_MS);
@@ -63,15 +76,18 @@ function timeoutSignal() {
 export default function ({ data, parentElement, setTriggerValue }) {
   const previous = pollers.get(parentElement);
   if (previous) previous();
-  let stopped = false, busy = false, timer = null;
+  let stopped = false, busy = false, timer = null, notBefore = 0;
   const stop = () => {
     stopped = true;
-    clearInterval(timer);
+    clearTimeout(timer);
     document.removeEventListener("visibilitychange", shown);
     if (pollers.get(parentElement) === stop) pollers.delete(parentElement);
   };
+  const next = delay => { clearTimeout(timer); if (!stopped) timer = setTimeout(poll, delay); };
   const poll = async () => {
     if (stopped || busy || document.visibilityState === "hidden") return;
+    const early = notBefore - performance.now();
+    if (early > 0) return next(early);
     busy = true;
     let changed = false;
     try {
@@ -86,18 +102,34 @@ export default function ({ data, parentElement, setTriggerValue }) {
       changed = false;          // no answer (the server restarting, 10 s without one): ask again next time
     }
     busy = false;
-    if (changed && !stopped) {
+    if (stopped) return;
+    if (changed) {
       stop();
+      triggered.set(parentElement, performance.now());
       setTriggerValue("changed", data.generation);
+    } else {
+      next(data.every_ms);
     }
   };
   const shown = () => { if (document.visibilityState === "visible") poll(); };
-  timer = setInterval(poll, data.every_ms);
   document.addEventListener("visibilitychange", shown);
   pollers.set(parentElement, stop);
+  const asked = triggered.get(parentElement);
+  triggered.delete(parentElement);
+  if (asked === undefined) {
+    next(data.every_ms);
+  } else {
+    // After what this render set off (the charts' updates run right after it), the redraw is done.
+    setTimeout(() => {
+      const cost = performance.now() - asked, wait = (BUDGET - 1) * cost;
+      notBefore = performance.now() + wait;
+      window.__trainlibRedraw = { cost_ms: Math.round(cost), wait_ms: Math.round(Math.max(wait, data.every_ms)) };
+      next(Math.max(wait, data.every_ms));
+    }, 0);
+  }
   return stop;
 }
-"""
+""" % {"budget": REDRAW_BUDGET}
 _poller = st.components.v2.component("trainlib_folder_poller", js=_POLLER_JS)
 
 # GET ?token=...: {"changed": true|false}, served by app.py at the server's root (st.App does not put

@@ -362,6 +362,7 @@ def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(REPO))
+    from dashboard.watch import REDRAW_BUDGET
     from trainlib.store import now_iso, update_status
 
     url, tmp_path = app_server
@@ -401,10 +402,15 @@ def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
         shown.wait_for_function(f"() => window.__polls >= {polls_after + 2}")
         wait_for_script_run(shown)
         assert shown.evaluate("() => window.__scriptRuns") == runs + 1     # one poller: one redraw
+        # The redraw budget: after a redraw the tab waits (REDRAW_BUDGET - 1) times what it cost, at
+        # least the usual second, before it asks again.
+        redraw = shown.evaluate("() => window.__trainlibRedraw")
+        assert redraw["wait_ms"] >= max(1000, (REDRAW_BUDGET - 1) * redraw["cost_ms"]) - 1, redraw
         # ... asking once a second: never more than 3 polls within 2 s of the page's clock (a slow
         # machine polls less often, not more; four pollers would ask ~8 times).
         times = shown.evaluate(f"() => window.__pollTimes.filter(t => t > {clicked_at})")
         assert len(times) >= 3
+        assert max(later - earlier for earlier, later in zip(times, times[1:])) >= redraw["wait_ms"] - 5, (times, redraw)
         assert max(sum(1 for t in times if start <= t < start + 2000) for start in times) <= 3, times
         # Meanwhile the hidden tab asked nothing and drew nothing.
         assert hidden.evaluate("() => [window.__polls, window.__scriptRuns]") == [0, hidden_runs]
