@@ -37,7 +37,7 @@ PLOTLY_JS_FILE = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PLOTLY_JS_ROUTE = f"/_trainlib/plotly-{plotly.__version__}.min.js"
 
 # One loader per tab, whoever asks first (a chart, or the preload while idle): a promise of
-# window.Plotly kept on window, dropped on failure so that the next chart tries again.
+# window.Plotly kept on window, dropped on failure so that a later call tries again.
 LOADER_JS = """
 function loadPlotly(url) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
@@ -47,7 +47,7 @@ function loadPlotly(url) {
       script.src = url;
       script.async = true;
       script.onload = () => { window.__trainlibChartsLoaded = true; resolve(window.Plotly); };
-      script.onerror = () => { window.__trainlibPlotly = null; script.remove(); reject(new Error("plotly.js: " + url)); };
+      script.onerror = () => { window.__trainlibPlotly = null; script.remove(); reject(new Error("plotly.js did not load: " + url)); };
       document.head.appendChild(script);
     });
   }
@@ -59,54 +59,121 @@ function loadPlotly(url) {
 # without running the previous call's cleanup; it runs the cleanup the last call returned when the
 # element goes. So the module keeps each element's plot and its latest figure: draws go one after
 # another, and a draw skips to the newest figure when several came while plotly.js was busy.
-# Width follows the element (a sidebar opened, a window resized); the height is the figure's.
+# - What the viewer changed (a zoom, a run hidden from the legend) stays as points arrive, and only
+#   then: the figure's uirevision is its structure (the traces' names, the axes' types and titles),
+#   so other runs, another x axis or a log scale start afresh.
+# - Width follows the element (a sidebar opened, a window resized); the height is the figure's,
+#   the whole screen in full screen (the modebar's button, for the projector).
+# - plotly.js not loaded (the server gone, a proxy): the element says so and tries again.
 _CHART_JS = LOADER_JS + """
-const charts = new Map();   // parentElement -> {gd, latest, drawing, observer}
+const charts = new Map();   // parentElement -> chart state
+const RETRY_MS = [2000, 5000, 15000, 30000];
+const FULL_SCREEN_ICON = { width: 24, height: 24,
+  path: "M3 3h7v2H5v5H3zm11 0h7v7h-2V5h-5zM3 14h2v5h5v2H3zm16 0h2v7h-7v-2h5z" };
+
+function structure(figure) {
+  const layout = figure.layout || {};
+  const axes = Object.keys(layout).filter(k => /^[xy]axis\\d*$/.test(k)).sort()
+    .map(k => [k, layout[k].type || "", JSON.stringify((layout[k].title || {}).text || layout[k].title || "")]);
+  return JSON.stringify([(figure.data || []).map(t => [t.type || "", t.name || ""]), axes]);
+}
+
+function fullScreenSize(chart) {
+  return document.fullscreenElement === chart.gd ? { width: window.innerWidth, height: window.innerHeight } : {};
+}
+
+function configOf(chart, data) {
+  // The same object while the page's config is the same: Plotly.react redraws the whole plot for a
+  // config that differs (a new button's click function would).
+  const key = JSON.stringify(data.config || {});
+  if (chart.configKey === key) return chart.config;
+  // plotly.js 4 offers "Share chart..." (an upload to Plotly Cloud) unless told not to: a class's
+  // runs stay on the laptop.
+  const config = { showSendToCloud: false, displaylogo: false, ...(data.config || {}) };
+  if (config.displayModeBar !== false && chart.gd.requestFullscreen) {
+    config.modeBarButtonsToAdd = [...(config.modeBarButtonsToAdd || []), {
+      name: "fullscreen", title: "Full screen", icon: FULL_SCREEN_ICON,
+      click: () => (document.fullscreenElement ? document.exitFullscreen() : chart.gd.requestFullscreen()),
+    }];
+  }
+  chart.configKey = key;
+  chart.config = config;
+  return config;
+}
 
 async function drawLatest(chart) {
-  if (chart.drawing) return;
+  if (chart.drawing || !chart.latest) return;
   chart.drawing = true;
+  let Plotly;
   try {
-    const Plotly = await loadPlotly(chart.latest.plotly_url);
-    while (chart.latest && chart.drawn !== chart.latest) {
-      const data = chart.latest;
-      const figure = JSON.parse(data.figure);
-      // What the viewer changed (a zoom, a run hidden from the legend) stays as points arrive.
-      const layout = { uirevision: "kept", ...(figure.layout || {}) };
-      await Plotly.react(chart.gd, figure.data || [], layout, data.config || {});
-      chart.drawn = data;
-    }
+    Plotly = await loadPlotly(chart.latest.plotly_url);
   } catch (error) {
-    console.error("trainlib chart", error);
-  } finally {
     chart.drawing = false;
+    chart.notice.textContent = "This chart's code (plotly.js) did not load; trying again. " + error.message;
+    const delay = RETRY_MS[Math.min(chart.retries++, RETRY_MS.length - 1)];
+    clearTimeout(chart.retry);
+    chart.retry = setTimeout(() => drawLatest(chart), delay);
+    return;
   }
+  chart.notice.textContent = "";
+  chart.retries = 0;
+  while (chart.latest && chart.drawn !== chart.latest) {
+    const data = chart.latest;
+    try {
+      const figure = JSON.parse(data.figure);
+      chart.figureSize = { width: (figure.layout || {}).width, height: (figure.layout || {}).height };
+      const layout = { uirevision: structure(figure), ...(figure.layout || {}), ...fullScreenSize(chart) };
+      await Plotly.react(chart.gd, figure.data || [], layout, configOf(chart, data));
+    } catch (error) {
+      console.error("trainlib chart", error);     // this figure only: the next one is drawn
+    }
+    chart.drawn = data;
+  }
+  chart.drawing = false;
+  resizeIfNeeded(chart);
+}
+
+function resizeIfNeeded(chart) {
+  // A width change during a draw is applied after it; a hidden element (width 0) waits to be shown.
+  const width = Math.round(chart.box.getBoundingClientRect().width);
+  if (chart.drawing || !chart.drawn || !window.Plotly || width === 0 || width === chart.width) return;
+  chart.width = width;
+  window.Plotly.Plots.resize(chart.gd).catch(() => {});
 }
 
 export default function ({ data, parentElement }) {
   let chart = charts.get(parentElement);
   if (!chart) {
+    const box = document.createElement("div");
+    const notice = document.createElement("div");
+    notice.setAttribute("role", "status");
     const gd = document.createElement("div");
     gd.className = "trainlib-chart";
-    parentElement.appendChild(gd);
-    chart = { gd, latest: null, drawn: null, drawing: false, width: 0 };
-    chart.observer = new ResizeObserver(entries => {
-      const width = Math.round(entries[entries.length - 1].contentRect.width);
-      if (width === chart.width) return;           // the plot's own height change: nothing to do
-      chart.width = width;
-      if (chart.drawn && window.Plotly) window.Plotly.Plots.resize(gd);
-    });
-    chart.observer.observe(parentElement);
+    box.append(notice, gd);
+    parentElement.appendChild(box);
+    chart = { box, notice, gd, latest: null, drawn: null, drawing: false, width: 0, retries: 0, retry: null };
+    chart.width = Math.round(box.getBoundingClientRect().width);
+    chart.observer = new ResizeObserver(() => resizeIfNeeded(chart));
+    chart.observer.observe(box);
+    chart.onFullScreen = () => {
+      if (!chart.drawn || !window.Plotly) return;
+      const size = document.fullscreenElement === gd ? fullScreenSize(chart)
+        : { width: chart.figureSize.width ?? null, height: chart.figureSize.height ?? null };
+      window.Plotly.relayout(gd, size).catch(() => {});
+    };
+    document.addEventListener("fullscreenchange", chart.onFullScreen);
     charts.set(parentElement, chart);
   }
   chart.latest = data;
   drawLatest(chart);
   return () => {
     chart.latest = null;
+    clearTimeout(chart.retry);
     chart.observer.disconnect();
+    document.removeEventListener("fullscreenchange", chart.onFullScreen);
     charts.delete(parentElement);
     if (window.Plotly) window.Plotly.purge(chart.gd);
-    chart.gd.remove();
+    chart.box.remove();
   };
 }
 """
@@ -144,5 +211,8 @@ def load_ahead() -> None:
 async def plotly_js_endpoint(request: Request) -> Response:
     """GET PLOTLY_JS_ROUTE: the installed plotly package's plotly.min.js; the version is in the URL, so
     the browser may keep it for good."""
+    # Content-Encoding identity: Streamlit's middleware would gzip the 4.8 MB file at level 9 for each
+    # new browser, on the laptop that trains; it serves its own /static files uncompressed too.
     return FileResponse(PLOTLY_JS_FILE, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+                        headers={"Cache-Control": "public, max-age=31536000, immutable",
+                                 "Content-Encoding": "identity"})

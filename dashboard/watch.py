@@ -22,12 +22,15 @@ all: on a laptop that trains, its browser would lay out charts nobody sees with 
 needs. Shown again, it asks at once and redraws if the folder moved meanwhile.
 
 A redraw budget keeps watching from slowing the training down: after a redraw, a tab waits
-REDRAW_BUDGET - 1 times what that redraw took (from its poll's yes to the page drawn again) before
-it asks again, so it spends at most 1/REDRAW_BUDGET of its time redrawing. Epochs that come faster
-than that are shown together at the next redraw; a fast machine redraws every `every` as before.
+budget - 1 times what that redraw took (from its poll's yes to the page drawn again, the next frame
+painted) before it asks again, at most REDRAW_WAIT_MAX_S, so it spends at most 1/budget of its time
+redrawing (REDRAW_BUDGET, or $TRAINLIB_REDRAW_BUDGET; 1: none). Epochs that come faster than that
+are shown together at the next redraw; a fast machine redraws every `every` as before. Not while the
+first point after Run is due: that one shows as soon as it is there.
 """
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -45,7 +48,11 @@ from trainlib.store import ACTIVE_STATES, RunStore
 FIRST_POINT_EVERY = "0.25s"  # Run was clicked and its first epoch is due: show it within a quarter second
 ACTIVE_EVERY = "1s"          # runs are moving: a new epoch shows within a second
 IDLE_EVERY = "3s"            # nothing moves: notice a run started elsewhere within three seconds
-REDRAW_BUDGET = 8            # a tab spends at most an eighth of its time redrawing (see _POLLER_JS)
+# A tab spends at most 1/budget of its time redrawing (see _POLLER_JS and redraw_budget()), waiting
+# at most REDRAW_WAIT_MAX_S between redraws. Not while the first point is due.
+REDRAW_BUDGET_ENV = "TRAINLIB_REDRAW_BUDGET"
+REDRAW_BUDGET = 8
+REDRAW_WAIT_MAX_S = 5.0
 _REMEMBERED = "watch_version_before_sidebar"
 
 # Polls the server's CHANGED_ROUTE for this page's token every `every_ms` while the tab is shown, at
@@ -55,16 +62,19 @@ _REMEMBERED = "watch_version_before_sidebar"
 # Streamlit calls this function again whenever `data` changes (each rerun: `generation`) without
 # calling the previous call's cleanup (only the last one's, when the element goes): the module, loaded
 # once per page, keeps the poller of each element and stops it before starting the next.
-# The redraw budget: the time from a trigger to the page drawn again (the server's script run, the
-# transfer, the browser's render and chart updates, all on the laptop that trains) is the redraw's
-# cost; the next poll waits (BUDGET - 1) times that cost, so a tab spends at most 1/BUDGET of its time
-# redrawing. A fast machine still redraws every `every_ms`; a loaded one redraws less often instead of
-# slowing its training down. `window.__trainlibRedraw` keeps the last cost and wait (tests, benchmark).
+# The redraw budget (data.budget): the time from a trigger to the page drawn again (the server's
+# script run, the transfer, the browser's render and chart updates, all on the laptop that trains)
+# is the redraw's cost; the next poll waits (budget - 1) times that cost, at most data.max_wait_ms,
+# so a tab spends at most 1/budget of its time redrawing. A fast machine still redraws every
+# `every_ms`; a loaded one redraws less often instead of slowing its training down. A redraw the tab
+# was hidden during is not measured (a hidden tab's timers and rendering are slowed), and a tab shown
+# again asks at once. `window.__trainlibRedraw` keeps the last cost and wait (tests, benchmark).
 _POLLER_JS = """
 const pollers = new Map();     // parentElement -> stop(): one live poller per element
-const triggered = new Map();   // parentElement -> when it asked for its rerun (performance.now())
+const triggered = new WeakMap();   // parentElement -> {at: when it asked for its rerun, shows: visibility changes then}
 const TIMEOUT_MS = 10000;
-const BUDGET = %(budget)d;
+let visibilityChanges = 0;
+document.addEventListener("visibilitychange", () => { visibilityChanges++; });
 
 function timeoutSignal() {
   if (AbortSignal.timeout) return AbortSignal.timeout(TIMEOUT_MS);
@@ -105,31 +115,34 @@ export default function ({ data, parentElement, setTriggerValue }) {
     if (stopped) return;
     if (changed) {
       stop();
-      triggered.set(parentElement, performance.now());
+      triggered.set(parentElement, { at: performance.now(), shows: visibilityChanges });
       setTriggerValue("changed", data.generation);
     } else {
       next(data.every_ms);
     }
   };
-  const shown = () => { if (document.visibilityState === "visible") poll(); };
+  const shown = () => { if (document.visibilityState === "visible") { notBefore = 0; poll(); } };
   document.addEventListener("visibilitychange", shown);
   pollers.set(parentElement, stop);
   const asked = triggered.get(parentElement);
   triggered.delete(parentElement);
-  if (asked === undefined) {
+  if (asked === undefined || data.budget <= 1) {
     next(data.every_ms);
   } else {
-    // After what this render set off (the charts' updates run right after it), the redraw is done.
-    setTimeout(() => {
-      const cost = performance.now() - asked, wait = (BUDGET - 1) * cost;
+    // The redraw is done after the next frame is painted (the charts update right after this render).
+    requestAnimationFrame(() => setTimeout(() => {
+      if (stopped) return;
+      const hidden = asked.shows !== visibilityChanges || document.visibilityState === "hidden";
+      const cost = performance.now() - asked.at;
+      const wait = hidden ? data.every_ms : Math.min(Math.max((data.budget - 1) * cost, data.every_ms), data.max_wait_ms);
       notBefore = performance.now() + wait;
-      window.__trainlibRedraw = { cost_ms: Math.round(cost), wait_ms: Math.round(Math.max(wait, data.every_ms)) };
-      next(Math.max(wait, data.every_ms));
-    }, 0);
+      if (!hidden) window.__trainlibRedraw = { cost_ms: Math.round(cost), wait_ms: Math.round(wait) };
+      next(wait);
+    }, 0));
   }
   return stop;
 }
-""" % {"budget": REDRAW_BUDGET}
+"""
 _poller = st.components.v2.component("trainlib_folder_poller", js=_POLLER_JS)
 
 # GET ?token=...: {"changed": true|false}, served by app.py at the server's root (st.App does not put
@@ -207,6 +220,23 @@ def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
     return ACTIVE_EVERY
 
 
+def redraw_budget() -> int:
+    """$TRAINLIB_REDRAW_BUDGET (a whole number >= 1; 1: redraw at every change, no budget), else
+    REDRAW_BUDGET; a value that is not one is logged and the default used."""
+    text = os.environ.get(REDRAW_BUDGET_ENV, "").strip()
+    if not text:
+        return REDRAW_BUDGET
+    try:
+        budget = int(text)
+    except ValueError:
+        budget = 0
+    if budget < 1:
+        _LOGGER.warning("%s must be a whole number >= 1 (1: no redraw budget), not %r: using %d",
+                        REDRAW_BUDGET_ENV, text, REDRAW_BUDGET)
+        return REDRAW_BUDGET
+    return budget
+
+
 def _every_ms(every: str) -> int:
     """'0.25s' -> 250."""
     return max(50, round(float(every.removesuffix("s")) * 1000))
@@ -228,7 +258,9 @@ def rerun_on_change(version_now: Callable[[], Hashable], drawn: Hashable, every:
     generation = st.session_state[generation_key] = st.session_state.get(generation_key, 0) + 1
     remember_watch(token, version_now, narrow(drawn, watched), watched)
     _poller(key=f"watch_poller_{key}", on_changed_change=lambda: None,
-            data={"url": CHANGED_ROUTE, "token": token, "every_ms": _every_ms(every), "generation": generation})
+            data={"url": CHANGED_ROUTE, "token": token, "every_ms": _every_ms(every), "generation": generation,
+                  "budget": 1 if every == FIRST_POINT_EVERY else redraw_budget(),
+                  "max_wait_ms": round(REDRAW_WAIT_MAX_S * 1000)})
 
 
 def remember_watch(token: str, version_now: Callable[[], Hashable], seen: Hashable,

@@ -12,7 +12,7 @@ run_through_app()      # first, before the engine's imports (see dashboard/shell
 
 import streamlit as st
 
-from dashboard import charts, forms
+from dashboard import charts, figures, forms
 from dashboard.live_figures import lr_finder_figure
 from dashboard.state import PREFILL_SPEC
 from dashboard.text import plain
@@ -109,7 +109,7 @@ suggested = result["suggested_lr"]
 setup = result["spec"]
 st.subheader(f"Loss vs learning rate: {setup['dataset']}, {setup['model']}, {setup['optimizer']}, "
              f"batch {setup['batch_size']}")
-charts.show(lr_finder_figure(result["frame"], suggested), key="lr_finder_chart")
+charts.show(lr_finder_figure(result["frame"], suggested), key="lr_finder_chart", config=figures.chart_config("lr_finder"))
 if result["stopped_early"]:
     st.caption("The loss blew up before the end of the range, so the search stopped there.")
 if suggested is None:

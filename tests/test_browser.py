@@ -66,8 +66,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def app_server(tmp_path):
-    """A real `streamlit run app.py` on a free localhost port, with its own runs folder."""
+def app_server(tmp_path, request):
+    """A real `streamlit run app.py` on a free localhost port, with its own runs folder (and the
+    environment of the test's `server_env` marker)."""
     missing = _browser_available()
     if missing:
         if os.environ.get("REQUIRE_BROWSER") == "1":
@@ -77,6 +78,8 @@ def app_server(tmp_path):
     # A fake run 'running' in this process must not turn interrupted while a slow machine loads pages.
     env = {**os.environ, "TRAINLIB_RUNS_DIR": str(tmp_path / "runs"), "TRAINLIB_OFFLINE": "1",
            "TRAINLIB_WORKERS": "1", "TRAINLIB_DATA_ROOT": str(tmp_path / "data"), "TRAINLIB_HEARTBEAT_TTL": "3600"}
+    marker = request.node.get_closest_marker("server_env")
+    env.update(marker.kwargs if marker else {})
     log = open(tmp_path / "streamlit.log", "w")
     SERVER_LOG["path"] = tmp_path / "streamlit.log"
     server = subprocess.Popen(
@@ -348,21 +351,24 @@ COUNTERS_JS = """(() => {
 # Makes the page believe the browser hides it (another tab in front), as a browser tells a page in a
 # background tab; window.__tabShown(true) shows it again, with the event a browser sends.
 BACKGROUND_TAB_JS = """(() => {
-  let state = 'hidden';
+  let state = window.__startShown ? 'visible' : 'hidden';
   Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
   Object.defineProperty(document, 'hidden', {configurable: true, get: () => state === 'hidden'});
   window.__tabShown = shown => { state = shown ? 'visible' : 'hidden'; document.dispatchEvent(new Event('visibilitychange')); };
 })()"""
 
 
+# A budget of 40: after a redraw the tab waits 39 times its cost (at least 2 s here), far from the
+# usual second, so the test can tell the budget's wait from a poll's.
+@pytest.mark.server_env(TRAINLIB_REDRAW_BUDGET="40")
 def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
     """A hidden tab neither polls nor draws (its browser would lay out charts nobody sees with the CPU
-    the training needs); a shown one polls the server, not a script run, and redraws only on a change;
-    the hidden one, shown again, asks at once and catches up."""
+    the training needs); a shown one polls the server, not a script run, and redraws only on a change,
+    updating its chart in place, then waits out its redraw budget; the hidden one, shown again, asks
+    at once and catches up."""
     from playwright.sync_api import sync_playwright
 
     sys.path.insert(0, str(REPO))
-    from dashboard.watch import REDRAW_BUDGET
     from trainlib.store import now_iso, update_status
 
     url, tmp_path = app_server
@@ -375,8 +381,9 @@ def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
             tab = browser.new_page(viewport=PROJECTOR)
             tab.set_default_timeout(60_000)
             tab.add_init_script(COUNTERS_JS)
-            if name == "hidden":
-                tab.add_init_script(BACKGROUND_TAB_JS)
+            if name == "shown":
+                tab.add_init_script("window.__startShown = true")
+            tab.add_init_script(BACKGROUND_TAB_JS)
             tab.goto(f"{url}/live")
             tab.get_by_text("epoch 1/5").first.wait_for()
             wait_for_script_run(tab)
@@ -396,16 +403,21 @@ def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
         shown.wait_for_function(f"() => window.__polls >= {polls + 2}")
         assert shown.evaluate("() => window.__scriptRuns") == runs
         hidden_runs = hidden.evaluate("() => window.__scriptRuns")
+        shown.evaluate("() => { document.querySelector('.trainlib-chart').__kept = true; }")
         add_epoch(2)
         shown.get_by_text("epoch 2/5").first.wait_for()         # its next poll saw the change: redrawn
+        # The chart took the new point in place: the same plot, with two epochs now.
+        shown.wait_for_function("() => Math.max(...document.querySelector('.trainlib-chart')._fullData"
+                                ".map(trace => trace.x ? trace.x.length : 0)) === 2")
+        assert shown.evaluate("() => document.querySelector('.trainlib-chart').__kept === true")
         polls_after = shown.evaluate("() => window.__polls")
         shown.wait_for_function(f"() => window.__polls >= {polls_after + 2}")
         wait_for_script_run(shown)
         assert shown.evaluate("() => window.__scriptRuns") == runs + 1     # one poller: one redraw
-        # The redraw budget: after a redraw the tab waits (REDRAW_BUDGET - 1) times what it cost, at
-        # least the usual second, before it asks again.
+        # The redraw budget: after that redraw the tab waited 39 times what it cost (at most 5 s)
+        # before it asked again; the gap between its polls shows it.
         redraw = shown.evaluate("() => window.__trainlibRedraw")
-        assert redraw["wait_ms"] >= max(1000, (REDRAW_BUDGET - 1) * redraw["cost_ms"]) - 1, redraw
+        assert redraw and redraw["wait_ms"] >= min(5000, 39 * redraw["cost_ms"]) - 1 and redraw["wait_ms"] > 1500, redraw
         # ... asking once a second: never more than 3 polls within 2 s of the page's clock (a slow
         # machine polls less often, not more; four pollers would ask ~8 times).
         times = shown.evaluate(f"() => window.__pollTimes.filter(t => t > {clicked_at})")
@@ -420,6 +432,14 @@ def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
         hidden.evaluate("() => window.__tabShown(true)")
         hidden.get_by_text("epoch 2/5").first.wait_for()
         assert hidden.evaluate("() => window.__polls") >= 1
+        # Hidden and shown again within such a wait, a tab asks at once, not when the wait ends.
+        shown.evaluate("() => { window.__lastRedraw = window.__trainlibRedraw; }")
+        add_epoch(3)
+        shown.get_by_text("epoch 3/5").first.wait_for()
+        shown.wait_for_function("() => window.__trainlibRedraw !== window.__lastRedraw")    # waiting now
+        asked = shown.evaluate("() => { const before = window.__polls; window.__tabShown(false);"
+                               " window.__tabShown(true); return [before, window.__polls]; }")
+        assert asked[1] == asked[0] + 1, asked
         browser.close()
     update_status(folder, state="finished", ended_at=now_iso())
 

@@ -197,3 +197,37 @@ def test_a_page_not_heard_of_for_a_while_is_forgotten_and_one_that_asks_is_kept(
     watch.remember_watch("another-tab", lambda: (), (), None)
     assert "closed-tab" not in watch._watches and "open-tab" in watch._watches
     assert ask("closed-tab") == {"changed": True}       # shown again: it redraws, and is remembered
+
+
+def _poller_page() -> None:
+    # One page run that polls as the Runs page does with the first point due, one as it does later.
+    import streamlit as st
+    from dashboard import watch
+    every = st.session_state.get("every", watch.FIRST_POINT_EVERY)
+    watch.rerun_on_change(lambda: 0, 0, every, key="test")
+    st.session_state["every"] = watch.ACTIVE_EVERY
+
+
+def test_the_redraw_budget_is_off_while_the_first_point_is_due_and_set_by_the_environment(monkeypatch):
+    import json
+    from streamlit.testing.v1 import AppTest
+
+    def poller_data(at):
+        (element,) = [e for e in at.get("bidi_component") if e.proto.component_name == "trainlib_folder_poller"]
+        return json.loads(element.proto.json)
+
+    monkeypatch.delenv(watch.REDRAW_BUDGET_ENV, raising=False)
+    at = AppTest.from_function(_poller_page).run()
+    first = poller_data(at)
+    assert first["every_ms"] == 250 and first["budget"] == 1     # the first point shows as soon as it is there
+    later = poller_data(at.run())
+    assert later["every_ms"] == 1000 and later["budget"] == watch.REDRAW_BUDGET == 8
+    assert later["max_wait_ms"] == 5000
+    monkeypatch.setenv(watch.REDRAW_BUDGET_ENV, "1")             # a teacher's fast machine: no budget
+    assert poller_data(at.run())["budget"] == 1
+
+
+def test_a_redraw_budget_that_is_not_a_whole_number_of_at_least_one_falls_back_to_the_default(monkeypatch):
+    for text, expected in (("12", 12), (" 3 ", 3), ("", 8), ("0", 8), ("-2", 8), ("1.5", 8), ("many", 8)):
+        monkeypatch.setenv(watch.REDRAW_BUDGET_ENV, text)
+        assert watch.redraw_budget() == expected, text
