@@ -558,7 +558,11 @@ def watched_sweep(browser, server: Server, runs_dir: Path, work: Path, condition
     tabs = []
     if open_tabs == "before":
         tabs = [open_tab(browser, server.url, which) for which in CONDITIONS[condition]]
-        time.sleep(1.0)                      # let the pages settle after loading
+        # Settled, as a tab open for some seconds is: its page drawn and plotly.js loaded (every page
+        # has the browser load it when idle: dashboard/charts.py), not loaded by the sweep's first chart.
+        for page in tabs:
+            page.wait_for_function("() => window.__trainlibChartsLoaded === true", timeout=30_000)
+        time.sleep(1.0)
     mine = os.getpid()
     server_before = tree_cpu(server.pid)
     browser_before = browser_cpu(mine, exclude={server.pid})

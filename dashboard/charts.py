@@ -14,13 +14,14 @@ plotly.js (4.8 MB) is served by app.py at PLOTLY_JS_ROUTE, from the plotly packa
 per browser tab with a <script> tag: by the first chart, or earlier by `load_ahead()`. The URL
 carries plotly's version, so the browser may keep it.
 
-    charts.load_ahead()     # on a page without charts, from which Run leads to one
+    charts.load_ahead()     # navigation.py, on every page: once per tab, when the browser is idle
 
-Why load ahead: in class the first chart is the one Run switches to; loading plotly.js then (fetch,
-parse, run 4.8 MB) competed with the runs training on the same cores, and the first point came ~1 s
-later than it had to (the shapes preset, 2-core laptop: 2.1-2.4 s after Run, 1.0-1.6 s with it
-loaded ahead; `bench/live_demo.py --first-point-only`). New experiment asks for it while the teacher
-picks a preset, when the browser has nothing else to do.
+Why load ahead: a tab's first chart comes in class while runs train (Run switches to the Runs page;
+a Runs tab left open gets its first chart when a sweep starts); loading plotly.js then (fetch, parse,
+run 4.8 MB: ~1 s of a core on a 2-core laptop) competed with the training, and the first point came
+~1 s later than it had to (the shapes preset: 2.1-2.4 s after Run, 1.0-1.6 s with it loaded ahead;
+`bench/live_demo.py --first-point-only`). Loaded while the teacher picks a preset or talks, it
+costs nothing anyone waits for.
 """
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
     (first_point: the page that shows it, Runs), every second while runs move, slowly otherwise.
 
     The first point after Run is the first epoch of a sweep none of whose runs has one yet, or of a
-    run outside a sweep. A later run of a sweep starting is one more line on a chart that is there:
+    run outside a sweep, queued or running. A later run of a sweep starting is one more line on a chart that is there:
     polled as any epoch. (On a 2-core laptop each redraw costs the browser a third of a second of
     CPU the training needs; a short sweep started its later runs under fast polls and was redrawn
     ten to fourteen times per tab.)"""
@@ -211,7 +211,9 @@ def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
     if moving.empty:
         return IDLE_EVERY
     if first_point:
-        due = moving[(moving["state"] == "running") & (moving["epoch"] == 0)]
+        # Queued counts too: a redraw while the runs wait for a worker must not make the tab wait out
+        # its redraw budget (see _POLLER_JS) while the first epoch comes in.
+        due = moving[moving["epoch"] == 0]
         if (due["sweep"].isna()).any():
             return FIRST_POINT_EVERY
         started = set(runs.loc[runs["epoch"] > 0, "sweep"].dropna())

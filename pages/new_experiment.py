@@ -14,7 +14,7 @@ run_through_app()      # first, before the engine's imports (see dashboard/shell
 
 import streamlit as st
 
-from dashboard import charts, forms
+from dashboard import forms
 from dashboard.presets import PRESETS
 from dashboard.state import PREFILL_SPEC, get_runner, online
 from dashboard.text import plain
@@ -250,6 +250,3 @@ if run_col.button(label, type="primary", disabled=not result.ok, icon=":material
         st.session_state[FLASH] = (f"Queued {len(ids)} run{'s' if len(ids) != 1 else ''}"
                                    + (f" of sweep {result.sweep}." if result.sweep else "."))
         st.switch_page("pages/live.py")
-
-# Run leads to the Runs page's charts: have the browser load their code now, while a preset is picked.
-charts.load_ahead()

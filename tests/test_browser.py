@@ -190,8 +190,8 @@ def test_regularization_preset_runs_four_and_compares_them(app_server):
         page.goto(url)
         wait_for_heading(page, "New experiment")
         wait_for_script_run(page)
-        # While a preset is picked, the page has the browser load the charts' code that Run will need
-        # (dashboard/charts.py): the plotly package's plotly.js, served by app.py, fetched once.
+        # While a preset is picked, the browser loads the charts' code that Run will need (every page
+        # asks, once per tab: dashboard/charts.py): the plotly package's plotly.js, served by app.py.
         page.wait_for_function("() => window.__trainlibChartsLoaded === true")
         loaded = page.evaluate("() => performance.getEntriesByType('resource').map(r => r.name)"
                                ".filter(name => /\\/_trainlib\\/plotly-[^/]+\\.min\\.js$/.test(name))")

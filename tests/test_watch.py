@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dashboard import watch
 from trainlib import ScenarioSpec
 from trainlib.predictions import FOLDER, prediction_folder, read_predictions, save_prediction
+from trainlib.liveness import RunnerHeartbeat
 from trainlib.store import RunStore, now_iso, update_status
 
 
@@ -57,7 +58,9 @@ def test_the_version_moves_with_what_a_page_shows_and_not_with_heartbeats(tmp_pa
 def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_slowly(tmp_path):
     store = RunStore(tmp_path / "runs")
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY                 # no runs: 3 s
-    folder = store.new_run(ScenarioSpec(name="a"), sweep="s")
+    beat = RunnerHeartbeat(tmp_path / "runs").start()     # a live runner owns the queued runs
+    folder = store.new_run(ScenarioSpec(name="a"), sweep="s", owner=beat.runner_id)
+    assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY          # queued: its first epoch comes soon
     # running in a living process (not this one), its first epoch not in yet
     update_status(folder, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY          # its first epoch is due
@@ -65,7 +68,8 @@ def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_s
     update_status(folder, epoch=1)
     assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
     # The sweep's next run starting is one more line on a chart that has points: polled every second.
-    later = store.new_run(ScenarioSpec(name="b"), sweep="s")
+    later = store.new_run(ScenarioSpec(name="b"), sweep="s", owner=beat.runner_id)
+    assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
     update_status(later, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
     assert watch.poll_every(store.list_runs(), first_point=False) == watch.ACTIVE_EVERY      # Compare: never fast
@@ -81,6 +85,7 @@ def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_s
         update_status(run, state="finished", ended_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY
     assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.25s", "1s", "3s")
+    beat.stop()
 
 
 def test_a_broken_run_folder_does_not_break_the_version(tmp_path):
