@@ -73,8 +73,8 @@ def charts(at: AppTest) -> list[dict]:
     out = []
     for element in at.get("bidi_component"):
         if element.proto.component_name == CHART_COMPONENT:
-            data = json.loads(element.proto.json)
-            out.append({"key": element.key, "figure": json.loads(data["figure"]), "config": data["config"]})
+            data = json.loads(element.proto.bytes)          # dashboard.charts.payload()
+            out.append({"key": element.key, "figure": data["figure"], "config": data["config"]})
     return out
 
 

@@ -56,12 +56,13 @@ def test_a_figure_reaches_the_browser_as_plotly_json_with_the_plotly_js_url(monk
     charts.show(fig, key="k")
     charts.show(fig.to_plotly_json(), key="k2", config={"displaylogo": False})   # a dict works too
     assert [s["key"] for s in sent] == ["k", "k2"]
-    for call in sent:
-        figure = json.loads(call["data"]["figure"])
+    messages = [json.loads(call["data"]) for call in sent]       # bytes of one JSON object
+    for message in messages:
+        figure = message["figure"]
         assert figure["layout"]["title"]["text"] == "t" and figure["layout"]["height"] == 300
         assert list(figure["data"][0]["x"]) == ["a", "b"]
-        assert call["data"]["plotly_url"] == charts.PLOTLY_JS_ROUTE
-    assert sent[0]["data"]["config"] == {} and sent[1]["data"]["config"] == {"displaylogo": False}
+        assert message["plotly_url"] == charts.PLOTLY_JS_ROUTE
+    assert messages[0]["config"] == {} and messages[1]["config"] == {"displaylogo": False}
 
 
 def test_load_ahead_mounts_the_loader_with_the_plotly_js_url(monkeypatch):
