@@ -48,7 +48,11 @@ function loadPlotly(url) {
       const script = document.createElement("script");
       script.src = url;
       script.async = true;
-      script.onload = () => { window.__trainlibChartsLoaded = true; resolve(window.Plotly); };
+      script.onload = () => {
+        if (!window.Plotly) { window.__trainlibPlotly = null; script.remove(); reject(new Error("plotly.js ran without defining Plotly: " + url)); return; }
+        window.__trainlibChartsLoaded = true;
+        resolve(window.Plotly);
+      };
       script.onerror = () => { window.__trainlibPlotly = null; script.remove(); reject(new Error("plotly.js did not load: " + url)); };
       document.head.appendChild(script);
     });
@@ -158,8 +162,12 @@ export default function ({ data, parentElement }) {
     chart.observer = new ResizeObserver(() => resizeIfNeeded(chart));
     chart.observer.observe(box);
     chart.onFullScreen = () => {
+      // Only the chart that goes full screen, or comes back from it.
+      const full = document.fullscreenElement === gd;
+      if (full === Boolean(chart.full)) return;
+      chart.full = full;
       if (!chart.drawn || !window.Plotly) return;
-      const size = document.fullscreenElement === gd ? fullScreenSize(chart)
+      const size = full ? fullScreenSize(chart)
         : { width: chart.figureSize.width ?? null, height: chart.figureSize.height ?? null };
       window.Plotly.relayout(gd, size).catch(() => {});
     };

@@ -24,7 +24,8 @@ needs. Shown again, it asks at once and redraws if the folder moved meanwhile.
 A redraw budget keeps watching from slowing the training down: after a redraw, a tab waits
 budget - 1 times what that redraw took (from its poll's yes to the page drawn again, the next frame
 painted) before it asks again, at most REDRAW_WAIT_MAX_S, so it spends at most 1/budget of its time
-redrawing (REDRAW_BUDGET, or $TRAINLIB_REDRAW_BUDGET; 1: none). Epochs that come faster than that
+redrawing while a redraw takes under REDRAW_WAIT_MAX_S / (budget - 1) (REDRAW_BUDGET, or
+$TRAINLIB_REDRAW_BUDGET; 1: none). Epochs that come faster than that
 are shown together at the next redraw; a fast machine redraws every `every` as before. Not while the
 first point after Run is due: that one shows as soon as it is there.
 """
@@ -65,7 +66,8 @@ _REMEMBERED = "watch_version_before_sidebar"
 # The redraw budget (data.budget): the time from a trigger to the page drawn again (the server's
 # script run, the transfer, the browser's render and chart updates, all on the laptop that trains)
 # is the redraw's cost; the next poll waits (budget - 1) times that cost, at most data.max_wait_ms,
-# so a tab spends at most 1/budget of its time redrawing. A fast machine still redraws every
+# so a tab spends at most 1/budget of its time redrawing (while a redraw takes under max_wait_ms /
+# (budget - 1)). A fast machine still redraws every
 # `every_ms`; a loaded one redraws less often instead of slowing its training down. A redraw the tab
 # was hidden during is not measured (a hidden tab's timers and rendering are slowed), and a tab shown
 # again asks at once. `window.__trainlibRedraw` keeps the last cost and wait (tests, benchmark).
@@ -136,7 +138,7 @@ export default function ({ data, parentElement, setTriggerValue }) {
       const cost = performance.now() - asked.at;
       const wait = hidden ? data.every_ms : Math.min(Math.max((data.budget - 1) * cost, data.every_ms), data.max_wait_ms);
       notBefore = performance.now() + wait;
-      if (!hidden) window.__trainlibRedraw = { cost_ms: Math.round(cost), wait_ms: Math.round(wait) };
+      if (!hidden) window.__trainlibRedraw = { cost_ms: cost, wait_ms: wait };
       next(wait);
     }, 0));
   }
@@ -201,19 +203,20 @@ def poll_every(runs: pd.DataFrame, first_point: bool = True) -> str:
     (first_point: the page that shows it, Runs), every second while runs move, slowly otherwise.
 
     The first point after Run is the first epoch of a sweep none of whose runs has one yet, or of a
-    run outside a sweep, queued or running. A later run of a sweep starting is one more line on a chart that is there:
-    polled as any epoch. (On a 2-core laptop each redraw costs the browser a third of a second of
-    CPU the training needs; a short sweep started its later runs under fast polls and was redrawn
-    ten to fourteen times per tab.)"""
+    run outside a sweep: running, or queued while no other run trains (it starts at once: a redraw
+    while it waits for a worker must not make the tab wait out its redraw budget, see _POLLER_JS,
+    while the first epoch comes in; queued behind another sweep, it waits for that one). A later
+    run of a sweep starting is one more line on a chart that is there: polled as any epoch. (On a
+    2-core laptop each redraw costs the browser a third of a second of CPU the training needs; a
+    short sweep started its later runs under fast polls and was redrawn ten to fourteen times per tab.)"""
     if runs.empty:
         return IDLE_EVERY
     moving = runs[runs["state"].isin(ACTIVE_STATES)]
     if moving.empty:
         return IDLE_EVERY
     if first_point:
-        # Queued counts too: a redraw while the runs wait for a worker must not make the tab wait out
-        # its redraw budget (see _POLLER_JS) while the first epoch comes in.
-        due = moving[moving["epoch"] == 0]
+        running = moving[moving["state"] == "running"]
+        due = moving[(moving["epoch"] == 0) & ((moving["state"] == "running") | running.empty)]
         if (due["sweep"].isna()).any():
             return FIRST_POINT_EVERY
         started = set(runs.loc[runs["epoch"] > 0, "sweep"].dropna())

@@ -44,7 +44,9 @@ def test_a_chart_with_a_new_point_is_the_same_element_with_new_data():
     assert len(first["figure"]["data"][0]["x"]) == 3
     at.run()
     (second,) = apphelpers.charts(at)
-    # Same identity (the browser keeps its plot and calls Plotly.react), new points.
+    # Same identity, new points: Streamlit keys a component by its key alone (key_as_main_identity),
+    # which is what lets the browser keep the element and its plot; that the plot itself stays, with
+    # the new point, is checked in a real browser (test_browser.py, the background-tab test).
     assert at.get("bidi_component")[0].proto.id == element_id
     assert len(second["figure"]["data"][0]["x"]) == 4
 

@@ -70,6 +70,9 @@ def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_s
     # The sweep's next run starting is one more line on a chart that has points: polled every second.
     later = store.new_run(ScenarioSpec(name="b"), sweep="s", owner=beat.runner_id)
     assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
+    # Another sweep queued behind the one that trains: its first point is not due before that one ends.
+    behind = store.new_run(ScenarioSpec(name="q"), sweep="u", owner=beat.runner_id)
+    assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
     update_status(later, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.ACTIVE_EVERY
     assert watch.poll_every(store.list_runs(), first_point=False) == watch.ACTIVE_EVERY      # Compare: never fast
@@ -81,7 +84,7 @@ def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_s
     other_sweep = store.new_run(ScenarioSpec(name="d"), sweep="t")
     update_status(other_sweep, state="running", pid=os.getppid(), started_at=now_iso(), heartbeat_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY
-    for run in (folder, later, other_sweep):
+    for run in (folder, later, other_sweep, behind):
         update_status(run, state="finished", ended_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY
     assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.25s", "1s", "3s")
