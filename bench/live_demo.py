@@ -839,6 +839,8 @@ def measure_compare_refresh(work: Path, runs: int, epochs: int, timed: int) -> d
                        "TRAINLIB_HEARTBEAT_TTL": "3600"})
     import streamlit as st
     from streamlit.testing.v1 import AppTest
+
+    from dashboard.charts import COMPONENT_NAME as CHART_COMPONENT
     at = None
     try:
         st.cache_resource.clear()
@@ -854,7 +856,7 @@ def measure_compare_refresh(work: Path, runs: int, epochs: int, timed: int) -> d
             return wall * 1000, cpu * 1000
 
         warm_ms = timed_run()[0]
-        charts = sum(element.proto.component_name == "trainlib_chart" for element in at.get("bidi_component"))
+        charts = sum(element.proto.component_name == CHART_COMPONENT for element in at.get("bidi_component"))
         changed, unchanged = [], []
         for _ in range(timed):
             append_epoch(root / ids[-1])

@@ -157,8 +157,8 @@ export default function ({ data, parentElement }) {
     gd.className = "trainlib-chart";
     box.append(notice, gd);
     parentElement.appendChild(box);
-    chart = { box, notice, gd, latest: null, drawn: null, drawing: false, width: 0, retries: 0, retry: null };
-    chart.width = Math.round(box.getBoundingClientRect().width);
+    chart = { box, notice, gd, latest: null, drawn: null, drawing: false, retries: 0, retry: null,
+              width: Math.round(box.getBoundingClientRect().width) };
     chart.observer = new ResizeObserver(() => resizeIfNeeded(chart));
     chart.observer.observe(box);
     chart.onFullScreen = () => {

@@ -358,8 +358,8 @@ BACKGROUND_TAB_JS = """(() => {
 })()"""
 
 
-# A budget of 40: after a redraw the tab waits 39 times its cost (at least 2 s here), far from the
-# usual second, so the test can tell the budget's wait from a poll's.
+# A budget of 40: after a redraw the tab waits 39 times its cost (more than the usual second for any
+# redraw over 26 ms), so the test can tell the budget's wait from a poll's.
 @pytest.mark.server_env(TRAINLIB_REDRAW_BUDGET="40")
 def test_a_tab_in_the_background_is_redrawn_only_once_shown(app_server):
     """A hidden tab neither polls nor draws (its browser would lay out charts nobody sees with the CPU

@@ -55,10 +55,11 @@ def test_the_version_moves_with_what_a_page_shows_and_not_with_heartbeats(tmp_pa
     assert len(watch.narrow(watch.runs_version(store), watched=[])) == 2 and other.name
 
 
-def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_slowly(tmp_path):
+def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_slowly(tmp_path, request):
     store = RunStore(tmp_path / "runs")
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY                 # no runs: 3 s
     beat = RunnerHeartbeat(tmp_path / "runs").start()     # a live runner owns the queued runs
+    request.addfinalizer(beat.stop)                        # its thread ends with the test, passed or not
     folder = store.new_run(ScenarioSpec(name="a"), sweep="s", owner=beat.runner_id)
     assert watch.poll_every(store.list_runs()) == watch.FIRST_POINT_EVERY          # queued: its first epoch comes soon
     # running in a living process (not this one), its first epoch not in yet
@@ -88,7 +89,6 @@ def test_a_tab_polls_fast_for_the_first_point_after_run_then_every_second_then_s
         update_status(run, state="finished", ended_at=now_iso())
     assert watch.poll_every(store.list_runs()) == watch.IDLE_EVERY
     assert (watch.FIRST_POINT_EVERY, watch.ACTIVE_EVERY, watch.IDLE_EVERY) == ("0.25s", "1s", "3s")
-    beat.stop()
 
 
 def test_a_broken_run_folder_does_not_break_the_version(tmp_path):
